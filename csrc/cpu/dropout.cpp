@@ -1,0 +1,215 @@
+// Dropout and the fused epilogue y = dropout(act(x + bias)) (CPU), forward and backward.
+// Work is cut into mask tiles (philox_cpu.h); inside a tile, runs of one row share the bias
+// offset, so the inner loops are plain contiguous loops the compiler vectorizes.
+#include "fusetrain/dropout.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include <cmath>
+#include <vector>
+
+#include "fusetrain/common.h"
+#include "philox_cpu.h"
+
+namespace fusetrain {
+namespace {
+
+template <Act A>
+inline float act_fwd(float z, float slope) {
+  if constexpr (A == Act::kIdentity) return z;
+  if constexpr (A == Act::kRelu) return z > 0.0f ? z : 0.0f;
+  if constexpr (A == Act::kLeakyRelu) return z > 0.0f ? z : z * slope;
+  if constexpr (A == Act::kTanh) return std::tanh(z);
+  if constexpr (A == Act::kSigmoid) return 1.0f / (1.0f + std::exp(-z));
+  return z;
+}
+
+// d act / d z in terms of the activation's output a.
+template <Act A>
+inline float act_grad(float a, float slope) {
+  if constexpr (A == Act::kIdentity) return 1.0f;
+  if constexpr (A == Act::kRelu) return a > 0.0f ? 1.0f : 0.0f;
+  if constexpr (A == Act::kLeakyRelu) return a > 0.0f ? 1.0f : slope;
+  if constexpr (A == Act::kTanh) return 1.0f - a * a;
+  if constexpr (A == Act::kSigmoid) return a * (1.0f - a);
+  return 1.0f;
+}
+
+// Packs the keep bits of one tile (e0 is a multiple of 8).
+inline void pack_bits(uint8_t* bits, int64_t e0, int64_t e1, const uint32_t* words, uint32_t thr) {
+  for (int64_t e = e0; e < e1; e += 8) {
+    uint8_t byte = 0;
+    for (int k = 0; k < 8 && e + k < e1; ++k)
+      byte |= uint8_t((words ? ((words[e - e0 + k] >> 8) >= thr) : 1) << k);
+    bits[e / 8] = byte;
+  }
+}
+
+inline bool bit_at(const uint8_t* bits, int64_t e) { return (bits[e >> 3] >> (e & 7)) & 1; }
+
+struct EpiArgs {
+  int64_t F;
+  float slope, scale, inv_scale;
+  uint32_t thr;
+  uint64_t seed, offset;
+};
+
+template <Act A, bool kBias, bool kDrop>
+void forward_impl(const float* x, const float* bias, float* y, int64_t n, const EpiArgs& a,
+                  uint8_t* bits) {
+  for_each_mask_tile(n, kDrop, a.seed, a.offset, [&](int64_t e0, int64_t e1, const uint32_t* w) {
+    for (int64_t e = e0; e < e1;) {
+      int64_t col = kBias ? e % a.F : 0;
+      int64_t end = kBias ? std::min(e1, e - col + a.F) : e1;
+      const float* xb = x + e;
+      float* yb = y + e;
+      const float* bb = kBias ? bias + col : nullptr;
+      const uint32_t* wb = kDrop ? w + (e - e0) : nullptr;
+      const int64_t len = end - e;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) {
+        float z = kBias ? xb[i] + bb[i] : xb[i];
+        float v = act_fwd<A>(z, a.slope);
+        if constexpr (kDrop) v = (wb[i] >> 8) >= a.thr ? v * a.scale : 0.0f;
+        yb[i] = v;
+      }
+      e = end;
+    }
+    if (bits) pack_bits(bits, e0, e1, w, a.thr);
+  });
+}
+
+// Mask source in backward: 0 none (p == 0), 1 sign of y (ReLU), 2 packed bits, 3 regenerate.
+template <Act A, int kMask>
+void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int64_t n,
+                   const EpiArgs& a, const uint8_t* bits) {
+  const int64_t F = a.F;
+  const int nt = omp_get_max_threads();
+  std::vector<double> part(dbias ? size_t(nt) * size_t(F) : 0, 0.0);
+  const int64_t tiles = (n + kMaskTile - 1) / kMaskTile;
+#pragma omp parallel if (n > kParallelGrain)
+  {
+    double* acc = dbias ? part.data() + size_t(omp_get_thread_num()) * size_t(F) : nullptr;
+    alignas(64) uint32_t words[kMaskTile];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+      int64_t e0 = t * kMaskTile, e1 = e0 + kMaskTile < n ? e0 + kMaskTile : n;
+      if constexpr (kMask == 3) philox_words(words, uint64_t(e0), e1 - e0, a.seed, a.offset);
+      for (int64_t e = e0; e < e1;) {
+        int64_t col = dbias ? e % F : 0;
+        int64_t end = dbias ? std::min(e1, e - col + F) : e1;
+        const int64_t len = end - e;
+        const float* dyb = dy + e;
+        const float* yb = y + e;
+        float* dxb = dx + e;
+#pragma omp simd
+        for (int64_t i = 0; i < len; ++i) {
+          float g;
+          if constexpr (kMask == 0) {
+            g = dyb[i] * act_grad<A>(yb[i], a.slope);
+          } else if constexpr (kMask == 1) {  // ReLU: y > 0 iff kept and active
+            g = yb[i] > 0.0f ? dyb[i] * a.scale : 0.0f;
+          } else {
+            bool keep;
+            if constexpr (kMask == 2) keep = bit_at(bits, e + i);
+            else keep = (words[e - e0 + i] >> 8) >= a.thr;
+            g = keep ? dyb[i] * a.scale * act_grad<A>(yb[i] * a.inv_scale, a.slope) : 0.0f;
+          }
+          dxb[i] = g;
+        }
+        if (acc) {
+          double* ab = acc + col;
+#pragma omp simd
+          for (int64_t i = 0; i < len; ++i) ab[i] += double(dxb[i]);
+        }
+        e = end;
+      }
+    }
+  }
+  if (dbias) {  // fixed-order combination of the per-thread partials
+    for (int64_t c = 0; c < F; ++c) {
+      double s = 0.0;
+      for (int t = 0; t < nt; ++t) s += part[size_t(t) * size_t(F) + size_t(c)];
+      dbias[c] += float(s);
+    }
+  }
+}
+
+template <Act A>
+void forward_act(const float* x, const float* bias, float* y, int64_t n, const EpiArgs& a,
+                 bool drop, uint8_t* bits) {
+  if (bias) {
+    drop ? forward_impl<A, true, true>(x, bias, y, n, a, bits)
+         : forward_impl<A, true, false>(x, bias, y, n, a, bits);
+  } else {
+    drop ? forward_impl<A, false, true>(x, bias, y, n, a, bits)
+         : forward_impl<A, false, false>(x, bias, y, n, a, bits);
+  }
+}
+
+template <Act A>
+void backward_act(const float* dy, const float* y, float* dx, float* dbias, int64_t n,
+                  const EpiArgs& a, bool drop, const uint8_t* bits) {
+  if (!drop) return backward_impl<A, 0>(dy, y, dx, dbias, n, a, bits);
+  if (bits) return backward_impl<A, 2>(dy, y, dx, dbias, n, a, bits);
+  if constexpr (A == Act::kRelu) return backward_impl<A, 1>(dy, y, dx, dbias, n, a, bits);
+  return backward_impl<A, 3>(dy, y, dx, dbias, n, a, bits);
+}
+
+EpiArgs make_args(int64_t F, float slope, double p, uint64_t seed, uint64_t offset) {
+  check(p >= 0.0 && p < 1.0, "dropout p must be in [0, 1)");
+  check(offset % 4 == 0, "dropout offset must be a multiple of 4");
+  return EpiArgs{F, slope, float(1.0 / (1.0 - p)), float(1.0 - p), dropout_threshold(p), seed, offset};
+}
+
+}  // namespace
+
+void bias_act_dropout_forward(const float* x, const float* bias, float* y, int64_t N, int64_t F,
+                              Act act, float slope, double p, uint64_t seed, uint64_t offset,
+                              uint8_t* bits) {
+  check_size(N, "N");
+  check_size(F, "F");
+  const int64_t n = N * F;
+  if (n == 0) return;
+  EpiArgs a = make_args(F, slope, p, seed, offset);
+  const bool drop = p > 0.0;
+  switch (act) {
+    case Act::kIdentity: return forward_act<Act::kIdentity>(x, bias, y, n, a, drop, bits);
+    case Act::kRelu: return forward_act<Act::kRelu>(x, bias, y, n, a, drop, bits);
+    case Act::kLeakyRelu: return forward_act<Act::kLeakyRelu>(x, bias, y, n, a, drop, bits);
+    case Act::kTanh: return forward_act<Act::kTanh>(x, bias, y, n, a, drop, bits);
+    case Act::kSigmoid: return forward_act<Act::kSigmoid>(x, bias, y, n, a, drop, bits);
+  }
+}
+
+void bias_act_dropout_backward(const float* dy, const float* y, float* dx, float* dbias, int64_t N,
+                               int64_t F, Act act, float slope, double p, uint64_t seed,
+                               uint64_t offset, const uint8_t* bits) {
+  check_size(N, "N");
+  check_size(F, "F");
+  const int64_t n = N * F;
+  if (n == 0) return;
+  EpiArgs a = make_args(F, slope, p, seed, offset);
+  const bool drop = p > 0.0;
+  switch (act) {
+    case Act::kIdentity: return backward_act<Act::kIdentity>(dy, y, dx, dbias, n, a, drop, bits);
+    case Act::kRelu: return backward_act<Act::kRelu>(dy, y, dx, dbias, n, a, drop, bits);
+    case Act::kLeakyRelu: return backward_act<Act::kLeakyRelu>(dy, y, dx, dbias, n, a, drop, bits);
+    case Act::kTanh: return backward_act<Act::kTanh>(dy, y, dx, dbias, n, a, drop, bits);
+    case Act::kSigmoid: return backward_act<Act::kSigmoid>(dy, y, dx, dbias, n, a, drop, bits);
+  }
+}
+
+void dropout_mask(uint8_t* keep, int64_t n, double p, uint64_t seed, uint64_t offset) {
+  check_size(n, "n");
+  check(p >= 0.0 && p < 1.0, "dropout p must be in [0, 1)");
+  check(offset % 4 == 0, "dropout offset must be a multiple of 4");
+  const uint32_t thr = dropout_threshold(p);
+  for_each_mask_tile(n, true, seed, offset, [&](int64_t e0, int64_t e1, const uint32_t* w) {
+    for (int64_t e = e0; e < e1; ++e) keep[e] = (w[e - e0] >> 8) >= thr ? 1 : 0;
+  });
+}
+
+}  // namespace fusetrain

@@ -1,0 +1,21 @@
+"""One function per fused op. Each validates its arguments, then runs the C++ kernel (numpy
+arrays), the CUDA kernel (cupy arrays) or the NumPy twin (``fusetrain.backend.set_backend("numpy")``)."""
+from __future__ import annotations
+
+from . import numpy_ref  # noqa: F401  (the twins: baseline and float64 test oracle)
+from .batchnorm import batchnorm_backward, batchnorm_forward
+from .dropout import (ACTIVATIONS, bias_act_dropout_backward, bias_act_dropout_forward, dropout_backward,
+                      dropout_forward, dropout_mask, mask_bits_size)
+from .layernorm import layernorm_backward, layernorm_forward
+from .loss import softmax_cross_entropy
+from .norm import CLIP_EPS, clamp_, clip_coef, count_nonfinite, global_norm, scale_
+from .optim import adagrad_step, adam_step, ema_update, rmsprop_step, sgd_step
+from .probe import probe_copy, probe_triad
+
+__all__ = [
+    "ACTIVATIONS", "CLIP_EPS", "adagrad_step", "adam_step", "batchnorm_backward", "batchnorm_forward",
+    "bias_act_dropout_backward", "bias_act_dropout_forward", "clamp_", "clip_coef", "count_nonfinite",
+    "dropout_backward", "dropout_forward", "dropout_mask", "ema_update", "global_norm", "layernorm_backward",
+    "layernorm_forward", "mask_bits_size", "probe_copy", "probe_triad", "rmsprop_step", "scale_",
+    "sgd_step", "softmax_cross_entropy",
+]

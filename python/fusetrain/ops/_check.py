@@ -1,0 +1,96 @@
+"""Argument validation shared by the ops: clear messages naming the argument, what was expected
+and what was given. In-place targets are never copied or cast behind the user's back."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import is_cuda_array
+
+
+def _describe(x) -> str:
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        kind = "cupy" if is_cuda_array(x) else "numpy"
+        return f"{kind} array of dtype {x.dtype} and shape {tuple(x.shape)}"
+    return f"{type(x).__name__}"
+
+
+def array(x, name: str, *, dtype=np.float32, inplace: bool = False, shape=None, ndim=None,
+          min_ndim=None):
+    """Validate an array argument; returns it (C-contiguous) or raises TypeError/ValueError.
+
+    Read-only inputs that are merely non-contiguous are made contiguous (a copy the kernel
+    needs anyway); in-place targets must already be C-contiguous and writable.
+    """
+    if not (isinstance(x, np.ndarray) or is_cuda_array(x)):
+        raise TypeError(f"{name} must be a numpy or cupy array, got {_describe(x)}")
+    if x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {_describe(x)}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {_describe(x)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got {_describe(x)}")
+    if shape is not None and tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {_describe(x)}")
+    if inplace:
+        if not x.flags.c_contiguous:
+            raise ValueError(
+                f"{name} is updated in place and must be C-contiguous; got a non-contiguous "
+                f"{_describe(x)} (pass a contiguous array, e.g. numpy.ascontiguousarray, and use it)"
+            )
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            raise ValueError(f"{name} is updated in place and must be writable; got a read-only array")
+    elif not x.flags.c_contiguous:
+        x = x.copy(order="C") if is_cuda_array(x) else np.ascontiguousarray(x)
+    return x
+
+
+def optional(x, name: str, **kw):
+    return None if x is None else array(x, name, **kw)
+
+
+def same_size(ref, ref_name: str, **others) -> None:
+    for name, x in others.items():
+        if x is not None and x.size != ref.size:
+            raise ValueError(
+                f"{name} must have the same number of elements as {ref_name} ({ref.size}), "
+                f"got {_describe(x)}"
+            )
+
+
+def same_device(**arrays) -> None:
+    kinds = {name: is_cuda_array(a) for name, a in arrays.items() if a is not None}
+    if len(set(kinds.values())) > 1:
+        where = ", ".join(f"{n} on {'cuda' if c else 'cpu'}" for n, c in kinds.items())
+        raise ValueError(f"all arrays must be on the same device; got {where}")
+
+
+def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """A finite real within [lo, hi] (or open ends); bools are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    v = float(v)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        bound = f"> {lo}" if lo_open else f">= {lo}"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        bound = f"< {hi}" if hi_open else f"<= {hi}"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    return v
+
+
+def probability(p, name: str = "p") -> float:
+    """Dropout probability: 0 <= p < 1."""
+    return number(p, name, lo=0.0, hi=1.0, hi_open=True)
+
+
+def seed_offset(seed, offset) -> tuple[int, int]:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    if (isinstance(offset, bool) or not isinstance(offset, (int, np.integer))
+            or not 0 <= int(offset) < 2**64 or int(offset) % 4):
+        raise ValueError(f"offset must be a non-negative int and a multiple of 4, got {offset!r}")
+    return int(seed), int(offset)

@@ -1,0 +1,71 @@
+"""Layer normalization over the trailing ``normalized_ndim`` axes."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check as C
+from . import numpy_ref as ref
+from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+
+
+def _rows(x, normalized_ndim):
+    if normalized_ndim < 1 or normalized_ndim > x.ndim:
+        raise ValueError(f"normalized_ndim must be in [1, {x.ndim}] for an input of shape {tuple(x.shape)}, got {normalized_ndim}")
+    D = int(np.prod(x.shape[x.ndim - normalized_ndim:]))
+    return x.size // D if D else 0, D
+
+
+def layernorm_forward(x, weight, bias, *, normalized_ndim=1, eps=1e-5, out=None):
+    """Returns (y, mean, rstd); mean/rstd have one value per normalized row."""
+    x = C.array(x, "x", min_ndim=1)
+    N, D = _rows(x, normalized_ndim)
+    norm_shape = x.shape[x.ndim - normalized_ndim:]
+    weight = C.optional(weight, "weight", shape=norm_shape)
+    bias = C.optional(bias, "bias", shape=norm_shape)
+    if (weight is None) != (bias is None):
+        raise ValueError("weight and bias must both be given or both be None")
+    eps = C.number(eps, "eps", lo=0.0, lo_open=True)
+    out = empty(x) if out is None else C.array(out, "out", inplace=True, shape=x.shape)
+    mean, rstd = empty(x, (N,)), empty(x, (N,))
+    C.same_device(x=x, weight=weight, out=out)
+    if use_numpy():
+        y, m, r = ref.layernorm_forward(x.reshape(N, D), None if weight is None else weight.reshape(D),
+                                        None if bias is None else bias.reshape(D), eps)
+        out.reshape(N, D)[...] = y
+        mean[...] = m
+        rstd[...] = r
+    elif on_cuda(x):
+        cuda().layernorm_forward(ptr(x), ptr(weight), ptr(bias), ptr(out), ptr(mean), ptr(rstd), N, D, eps, stream())
+    else:
+        core().layernorm_forward(x, weight, bias, out, mean, rstd, N, D, eps)
+    return out, mean, rstd
+
+
+def layernorm_backward(grad_out, x, weight, mean, rstd, *, normalized_ndim=1, grad_input=None,
+                       grad_weight=None, grad_bias=None):
+    """Returns grad_input; grad_weight/grad_bias are accumulated (+=) when given."""
+    x = C.array(x, "x", min_ndim=1)
+    N, D = _rows(x, normalized_ndim)
+    norm_shape = x.shape[x.ndim - normalized_ndim:]
+    grad_out = C.array(grad_out, "grad_out", shape=x.shape)
+    weight = C.optional(weight, "weight", shape=norm_shape)
+    mean = C.array(mean, "mean", shape=(N,))
+    rstd = C.array(rstd, "rstd", shape=(N,))
+    grad_weight = C.optional(grad_weight, "grad_weight", shape=norm_shape, inplace=True)
+    grad_bias = C.optional(grad_bias, "grad_bias", shape=norm_shape, inplace=True)
+    grad_input = empty(x) if grad_input is None else C.array(grad_input, "grad_input", inplace=True, shape=x.shape)
+    C.same_device(x=x, grad_out=grad_out, weight=weight, grad_input=grad_input)
+    if use_numpy():
+        dx, dw, db = ref.layernorm_backward(grad_out.reshape(N, D), x.reshape(N, D),
+                                            None if weight is None else weight.reshape(D), mean, rstd)
+        grad_input.reshape(N, D)[...] = dx
+        if grad_weight is not None:
+            grad_weight += dw.reshape(norm_shape).astype(grad_weight.dtype)
+        if grad_bias is not None:
+            grad_bias += db.reshape(norm_shape).astype(grad_bias.dtype)
+    elif on_cuda(x):
+        cuda().layernorm_backward(ptr(grad_out), ptr(x), ptr(weight), ptr(mean), ptr(rstd), ptr(grad_input),
+                                  ptr(grad_weight), ptr(grad_bias), N, D, stream())
+    else:
+        core().layernorm_backward(grad_out, x, weight, mean, rstd, grad_input, grad_weight, grad_bias, N, D)
+    return grad_input

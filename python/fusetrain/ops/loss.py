@@ -1,0 +1,52 @@
+"""Softmax cross-entropy with integer labels, loss and gradient in one pass."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check as C
+from . import numpy_ref as ref
+from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+
+REDUCTIONS = ("mean", "sum")
+
+
+def softmax_cross_entropy(logits, labels, *, reduction="mean", compute_grad=True, grad_input=None):
+    """Returns (loss, dlogits): loss as a Python float, dlogits (N, K) or None.
+
+    logits: (N, K) float32; labels: (N,) integers in [0, K). Same definition as
+    torch.nn.functional.cross_entropy(logits, labels, reduction=reduction).
+    """
+    logits = C.array(logits, "logits", ndim=2)
+    N, K = logits.shape
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be an integer array, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (N,):
+        raise ValueError(f"labels must have shape ({N},) to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}")
+    if K == 0:
+        raise ValueError("logits must have at least one class (K >= 1)")
+    labels = labels.astype(np.int64, copy=False) if labels.dtype != np.int64 else labels
+    labels = C.array(labels, "labels", dtype=np.int64)
+    if N:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= K:
+            raise ValueError(f"labels must be in [0, {K}), got values in [{lo}, {hi}]")
+    if compute_grad:
+        grad_input = empty(logits) if grad_input is None else C.array(
+            grad_input, "grad_input", inplace=True, shape=logits.shape)
+    else:
+        grad_input = None
+    C.same_device(logits=logits, labels=labels, grad_input=grad_input)
+    if N == 0:
+        return (float("nan") if reduction == "mean" else 0.0), grad_input
+    scale = 1.0 / N if reduction == "mean" else 1.0
+    if use_numpy():
+        total, g = ref.softmax_cross_entropy(logits, labels, reduction="sum")
+        if grad_input is not None:
+            grad_input[...] = g * logits.dtype.type(scale)
+    elif on_cuda(logits):
+        total = cuda().softmax_xent(ptr(logits), ptr(labels), ptr(grad_input), N, K, scale, stream())
+    else:
+        total = core().softmax_xent(logits, labels, grad_input, N, K, scale)
+    return float(total) * scale, grad_input

@@ -1,0 +1,93 @@
+"""Global gradient norm (deterministic), clip coefficient, scaling, clamping, non-finite checks."""
+from __future__ import annotations
+
+import math
+
+from . import _check as C
+from . import numpy_ref as ref
+from ._dispatch import core, cuda, on_cuda, ptr, stream, use_numpy
+
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s guard against division by zero
+
+
+def _arrays(arrays, name, inplace=False):
+    if hasattr(arrays, "dtype"):
+        arrays = [arrays]
+    out = [C.array(a, f"{name}[{i}]", inplace=inplace) for i, a in enumerate(arrays)]
+    C.same_device(**{f"{name}[{i}]": a for i, a in enumerate(out)})
+    return out
+
+
+def _norm_type(norm_type):
+    v = C.number(norm_type, "norm_type", lo=0.0, lo_open=True) if not (
+        isinstance(norm_type, float) and math.isinf(norm_type)) else float(norm_type)
+    if v < 0:
+        raise ValueError(f"norm_type must be positive, got {norm_type}")
+    return v
+
+
+def global_norm(arrays, norm_type=2.0) -> float:
+    """The norm of all the arrays' values taken together (like torch's clip_grad_norm_ total norm).
+
+    Bitwise deterministic: independent of thread count and identical run to run.
+    """
+    norm_type = _norm_type(norm_type)
+    arrays = _arrays(arrays, "arrays")
+    if use_numpy():
+        return ref.global_norm(arrays, norm_type)
+    sums = []
+    for a in arrays:
+        if on_cuda(a):
+            sums.append(cuda().pow_sum(ptr(a), a.size, norm_type, stream()))
+        else:
+            sums.append(core().pow_sum(a, norm_type))
+    if math.isinf(norm_type):
+        return float(max(sums, default=0.0))
+    total = math.fsum(sums)
+    return total ** (1.0 / norm_type) if total > 0 else 0.0
+
+
+def clip_coef(total_norm: float, max_norm: float) -> float:
+    """min(1, max_norm / (total_norm + 1e-6)): the factor clip-by-global-norm multiplies grads by."""
+    return min(1.0, float(max_norm) / (float(total_norm) + CLIP_EPS))
+
+
+def scale_(arrays, factor) -> None:
+    """x *= factor for every array, in place."""
+    factor = C.number(factor, "factor")
+    for a in _arrays(arrays, "arrays", inplace=True):
+        if use_numpy():
+            a *= a.dtype.type(factor)
+        elif on_cuda(a):
+            cuda().scale_inplace(ptr(a), a.size, factor, stream())
+        else:
+            core().scale_inplace(a, factor)
+
+
+def clamp_(arrays, clip_value) -> None:
+    """Clamp every value to [-clip_value, clip_value], in place (clip_grad_value_)."""
+    clip_value = C.number(clip_value, "clip_value", lo=0.0)
+    for a in _arrays(arrays, "arrays", inplace=True):
+        if use_numpy():
+            import numpy as np
+
+            np.clip(a, -clip_value, clip_value, out=a)
+        elif on_cuda(a):
+            cuda().clamp_inplace(ptr(a), a.size, -clip_value, clip_value, stream())
+        else:
+            core().clamp_inplace(a, -clip_value, clip_value)
+
+
+def count_nonfinite(arrays) -> int:
+    """How many NaN or Inf values the arrays hold."""
+    total = 0
+    for a in _arrays(arrays, "arrays"):
+        if use_numpy():
+            import numpy as np
+
+            total += int(a.size - np.count_nonzero(np.isfinite(a)))
+        elif on_cuda(a):
+            total += int(cuda().count_nonfinite(ptr(a), a.size, stream()))
+        else:
+            total += int(core().count_nonfinite(a))
+    return total
