@@ -44,7 +44,7 @@ def global_norm(arrays, norm_type=2.0) -> float:
     if math.isinf(norm_type):
         return float(max(sums, default=0.0))
     total = math.fsum(sums)
-    return total ** (1.0 / norm_type) if total > 0 else 0.0
+    return total ** (1.0 / norm_type)
 
 
 def clip_coef(total_norm: float, max_norm: float) -> float:

@@ -95,7 +95,7 @@ def global_norm(arrays, norm_type=2.0):
     if math.isinf(norm_type):
         return max(sums, default=0.0)
     total = sum(sums)
-    return total ** (1.0 / norm_type) if total > 0 else 0.0
+    return total ** (1.0 / norm_type)
 
 
 # ---------------------------------------------------------------- batch / layer norm

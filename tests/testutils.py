@@ -1,0 +1,32 @@
+"""Shared test helpers: a comparison that says how many elements differ and where."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def assert_close(actual, expected, *, rtol=1e-5, atol=1e-6, name="value"):
+    """Like numpy.testing.assert_allclose, but reports the count and first indices of mismatches
+    and NaN/Inf disagreements separately."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{name}: shape {a.shape} != expected {e.shape}"
+    nan_a, nan_e = ~np.isfinite(a), ~np.isfinite(e)
+    if np.any(nan_a != nan_e):
+        idx = np.argwhere(nan_a != nan_e)[:5].tolist()
+        raise AssertionError(f"{name}: non-finite values disagree at {idx}")
+    fin = ~nan_a
+    bad = np.zeros(a.shape, dtype=bool)
+    bad[fin] = np.abs(a[fin] - e[fin]) > atol + rtol * np.abs(e[fin])
+    if bad.any():
+        idx = np.argwhere(bad)[:5]
+        worst = float(np.max(np.abs(a[fin] - e[fin])))
+        details = ", ".join(f"{tuple(i)}: {a[tuple(i)]!r} vs {e[tuple(i)]!r}" for i in idx)
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {a.size} elements differ (rtol={rtol}, atol={atol}); "
+            f"max abs diff {worst:.3g}; first: {details}")
+
+
+def torch_or_skip():
+    import pytest
+
+    return pytest.importorskip("torch")
