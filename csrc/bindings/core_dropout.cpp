@@ -88,6 +88,16 @@ void bind_probe(py::module_& m) {
     py::gil_scoped_release nogil;
     fusetrain::probe_triad(ap, bp, cp, static_cast<float>(s), n);
   });
+  m.def("probe_update", [](py::list outs, py::object in) {
+    int64_t n = array_size(in, "in");
+    const float* ip = array_ptr<float>(in, "in", n, false);
+    float* ptrs[4];
+    fusetrain::check(outs.size() >= 1 && outs.size() <= 4, "probe_update takes 1 to 4 outputs");
+    for (size_t j = 0; j < outs.size(); ++j) ptrs[j] = array_ptr<float>(outs[j], "outs[j]", n, true);
+    int nout = int(outs.size());
+    py::gil_scoped_release nogil;
+    fusetrain::probe_update(ptrs, nout, ip, n);
+  });
 }
 
 }  // namespace fusetrain_py

@@ -16,12 +16,61 @@
 namespace fusetrain {
 namespace {
 
-// Per-channel sums of f0(e) and f1(e) over (N, S); fn(c, idx) yields the pair for element idx.
-// S == 1: rows are split over threads, each with a {threads, C} partial, combined in order.
-// S > 1: channels are split over threads.
-template <class Fn>
-void channel_sums(int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std::vector<double>& s1,
-                  Fn&& pair) {
+// Inner loops are plain functions with pointers and scalars passed by value: read through lambda
+// captures they would sit in memory that the stores might alias, and the loops stayed scalar.
+
+// dy passed back through a fused ReLU (and the dropout after it): y > 0 marks what passed.
+template <bool kRelu>
+inline float grad_in(const float* dy, const float* y, int64_t i, float ds) {
+  if constexpr (kRelu) return y[i] > 0.0f ? dy[i] * ds : 0.0f;
+  return dy[i];
+}
+
+// Row of C channels (the (N, C) layout): s[c] += f0, q[c] += f1 for the row's elements.
+template <bool kBackward, bool kRelu>
+void sums_row(const float* x, const float* dy, const float* y, const float* mean, float ds,
+              int64_t C, double* __restrict s, double* __restrict q) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    if constexpr (kBackward) {
+      const double g = double(grad_in<kRelu>(dy, y, c, ds));
+      s[c] += g;
+      q[c] += g * (double(x[c]) - double(mean[c]));
+    } else {
+      const double v = double(x[c]);
+      s[c] += v;
+      q[c] += v * v;
+    }
+  }
+}
+
+// Run of S values of one channel (the (N, C, S > 1) layout): adds into s, q.
+template <bool kBackward, bool kRelu>
+void sums_run(const float* x, const float* dy, const float* y, float mean, float ds, int64_t S,
+              double& s_out, double& q_out) {
+  double s = 0.0, q = 0.0;
+#pragma omp simd reduction(+ : s, q)
+  for (int64_t i = 0; i < S; ++i) {
+    if constexpr (kBackward) {
+      const double g = double(grad_in<kRelu>(dy, y, i, ds));
+      s += g;
+      q += g * (double(x[i]) - double(mean));
+    } else {
+      const double v = double(x[i]);
+      s += v;
+      q += v * v;
+    }
+  }
+  s_out += s;
+  q_out += q;
+}
+
+// Per-channel sums over (N, S): statistics (forward) or sum dy', sum dy'*(x-mean) (backward).
+// S == 1: rows split over threads with {threads, 2C} partials combined in thread order;
+// S > 1: channels split over threads.
+template <bool kBackward, bool kRelu>
+void channel_sums(const float* x, const float* dy, const float* y, const float* mean, float ds,
+                  int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std::vector<double>& s1) {
   s0.assign(size_t(C), 0.0);
   s1.assign(size_t(C), 0.0);
   const int64_t n = N * C * S;
@@ -32,17 +81,11 @@ void channel_sums(int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std:
     {
       const int t = omp_get_thread_num(), T = omp_get_num_threads();
       double* a0 = part.data() + size_t(t) * size_t(2 * C);
-      double* a1 = a0 + C;
       Range r = split_range(N, t, T, 1);
       for (int64_t row = r.begin; row < r.end; ++row) {
-        const int64_t base = row * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          double v0, v1;
-          pair(c, base + c, v0, v1);
-          a0[c] += v0;
-          a1[c] += v1;
-        }
+        const int64_t o = row * C;
+        sums_row<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, mean, ds, C,
+                                   a0, a0 + C);
       }
     }
     for (int t = 0; t < nt; ++t)
@@ -54,15 +97,10 @@ void channel_sums(int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std:
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
     for (int64_t c = 0; c < C; ++c) {
       double a0 = 0.0, a1 = 0.0;
+      const float m = mean ? mean[c] : 0.0f;
       for (int64_t b = 0; b < N; ++b) {
-        const int64_t base = (b * C + c) * S;
-#pragma omp simd reduction(+ : a0, a1)
-        for (int64_t s = 0; s < S; ++s) {
-          double v0, v1;
-          pair(c, base + s, v0, v1);
-          a0 += v0;
-          a1 += v1;
-        }
+        const int64_t o = (b * C + c) * S;
+        sums_run<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, m, ds, S, a0, a1);
       }
       s0[size_t(c)] = a0;
       s1[size_t(c)] = a1;
@@ -70,26 +108,69 @@ void channel_sums(int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std:
   }
 }
 
-// Applies out[e] = fn(c, e) over the tensor in mask tiles; within a tile, runs of one channel
-// (S > 1) or of one row (S == 1) keep the inner loop contiguous.
-template <class Fn>
-void channel_apply(int64_t N, int64_t C, int64_t S, bool words, uint64_t seed, uint64_t offset,
-                   Fn&& fn) {
-  const int64_t n = N * C * S;
-  for_each_mask_tile(n, words, seed, offset, [&](int64_t e0, int64_t e1, const uint32_t* w) {
+// Forward apply on a run: y = x*alpha + beta (+ReLU, +dropout). kVec: alpha/beta per element
+// (a row of channels) else one value for the run.
+template <bool kVec, bool kRelu, bool kDrop>
+void apply_run(const float* x, float* y, const float* al, const float* be, float a1, float b1,
+               const uint32_t* w, int64_t len, uint32_t thr, float scale) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    float v = x[i] * (kVec ? al[i] : a1) + (kVec ? be[i] : b1);
+    if constexpr (kRelu) v = v > 0.0f ? v : 0.0f;
+    if constexpr (kDrop) v = (w[i] >> 8) >= thr ? v * scale : 0.0f;
+    y[i] = v;
+  }
+}
+
+// Backward apply on a run: dx = k*dy' + kx*(x - mean) + k0.
+template <bool kVec, bool kRelu>
+void grad_run(const float* dy, const float* y, const float* x, float* dx, const float* k,
+              const float* kx, const float* k0, const float* mean, float k1, float kx1, float k01,
+              float m1, float ds, int64_t len) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float g = grad_in<kRelu>(dy, y, i, ds);
+    dx[i] = (kVec ? k[i] : k1) * g + (kVec ? kx[i] : kx1) * (x[i] - (kVec ? mean[i] : m1)) +
+            (kVec ? k0[i] : k01);
+  }
+}
+
+// Calls run(offset, channel, length, words) over the tensor in mask tiles, split into runs that
+// are either one row of channels (S == 1, channel = first channel) or part of one channel's S values.
+template <class Run>
+void channel_runs(int64_t N, int64_t C, int64_t S, bool words, uint64_t seed, uint64_t offset,
+                  Run&& run) {
+  for_each_mask_tile(N * C * S, words, seed, offset, [&](int64_t e0, int64_t e1, const uint32_t* w) {
     for (int64_t e = e0; e < e1;) {
-      if (S == 1) {
-        const int64_t c0 = e % C, end = std::min(e1, e - c0 + C);
-#pragma omp simd
-        for (int64_t i = 0; i < end - e; ++i) fn(c0 + i, e + i, w ? w[e - e0 + i] : 0u);
-        e = end;
-      } else {
-        const int64_t c = (e / S) % C, end = std::min(e1, (e / S + 1) * S);
-#pragma omp simd
-        for (int64_t i = 0; i < end - e; ++i) fn(c, e + i, w ? w[e - e0 + i] : 0u);
-        e = end;
-      }
+      const int64_t c = S == 1 ? e % C : (e / S) % C;
+      const int64_t end = S == 1 ? std::min(e1, e - c + C) : std::min(e1, (e / S + 1) * S);
+      run(e, c, end - e, w ? w + (e - e0) : nullptr);
+      e = end;
     }
+  });
+}
+
+template <bool kRelu, bool kDrop>
+void forward_apply(const float* x, float* y, const float* al, const float* be, int64_t N, int64_t C,
+                   int64_t S, uint64_t seed, uint64_t offset, uint32_t thr, float scale) {
+  channel_runs(N, C, S, kDrop, seed, offset, [=](int64_t e, int64_t c, int64_t len, const uint32_t* w) {
+    if (S == 1) apply_run<true, kRelu, kDrop>(x + e, y + e, al + c, be + c, 0.f, 0.f, w, len, thr, scale);
+    else apply_run<false, kRelu, kDrop>(x + e, y + e, nullptr, nullptr, al[c], be[c], w, len, thr, scale);
+  });
+}
+
+template <bool kRelu>
+void backward_apply(const float* dy, const float* y, const float* x, float* dx, const float* k,
+                    const float* kx, const float* k0, const float* mean, float ds, int64_t N,
+                    int64_t C, int64_t S) {
+  channel_runs(N, C, S, false, 0, 0, [=](int64_t e, int64_t c, int64_t len, const uint32_t*) {
+    const float* yy = kRelu ? y + e : nullptr;
+    if (S == 1)
+      grad_run<true, kRelu>(dy + e, yy, x + e, dx + e, k + c, kx + c, k0 + c, mean + c, 0.f, 0.f, 0.f,
+                            0.f, ds, len);
+    else
+      grad_run<false, kRelu>(dy + e, yy, x + e, dx + e, nullptr, nullptr, nullptr, nullptr, k[c], kx[c],
+                             k0[c], mean[c], ds, len);
   });
 }
 
@@ -105,11 +186,7 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
   check(dropout_p == 0.0 || relu, "fused dropout after batchnorm needs relu");
   check(dropout_p >= 0.0 && dropout_p < 1.0 && offset % 4 == 0, "bad dropout arguments");
   std::vector<double> s0, s1;
-  channel_sums(N, C, S, s0, s1, [&](int64_t, int64_t e, double& v0, double& v1) {
-    double v = double(x[e]);
-    v0 = v;
-    v1 = v * v;
-  });
+  channel_sums<false, false>(x, nullptr, nullptr, nullptr, 1.0f, N, C, S, s0, s1);
   std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
     const double mu = s0[size_t(c)] / double(cnt);
@@ -126,17 +203,13 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
     alpha[size_t(c)] = float(a);
     beta[size_t(c)] = float((b ? double(b[c]) : 0.0) - mu * a);
   }
-  const float* al = alpha.data();
-  const float* be = beta.data();
-  const bool drop = dropout_p > 0.0;
   const uint32_t thr = dropout_threshold(dropout_p);
   const float scale = float(1.0 / (1.0 - dropout_p));
-  channel_apply(N, C, S, drop, seed, offset, [&](int64_t c, int64_t e, uint32_t word) {
-    float v = x[e] * al[c] + be[c];
-    if (relu) v = v > 0.0f ? v : 0.0f;
-    if (drop) v = (word >> 8) >= thr ? v * scale : 0.0f;
-    y[e] = v;
-  });
+  const float* al = alpha.data();
+  const float* be = beta.data();
+  if (dropout_p > 0.0) forward_apply<true, true>(x, y, al, be, N, C, S, seed, offset, thr, scale);
+  else if (relu) forward_apply<true, false>(x, y, al, be, N, C, S, seed, offset, thr, scale);
+  else forward_apply<false, false>(x, y, al, be, N, C, S, seed, offset, thr, scale);
 }
 
 void batchnorm_forward_eval(const float* x, const float* w, const float* b,
@@ -151,12 +224,8 @@ void batchnorm_forward_eval(const float* x, const float* w, const float* b,
     alpha[size_t(c)] = float(a);
     beta[size_t(c)] = float((b ? double(b[c]) : 0.0) - double(running_mean[c]) * a);
   }
-  const float* al = alpha.data();
-  const float* be = beta.data();
-  channel_apply(N, C, S, false, 0, 0, [&](int64_t c, int64_t e, uint32_t) {
-    float v = x[e] * al[c] + be[c];
-    y[e] = relu ? (v > 0.0f ? v : 0.0f) : v;
-  });
+  if (relu) forward_apply<true, false>(x, y, alpha.data(), beta.data(), N, C, S, 0, 0, 0, 1.0f);
+  else forward_apply<false, false>(x, y, alpha.data(), beta.data(), N, C, S, 0, 0, 0, 1.0f);
 }
 
 void batchnorm_backward(const float* dy, const float* x, const float* y, const float* w,
@@ -166,16 +235,11 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
   check(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0");
   check(!relu || y != nullptr, "batchnorm backward with relu needs the forward output");
   const float ds = float(dropout_scale);
-  // dy' = dy passed back through the (fused) ReLU and dropout.
-  auto dyp = [=](int64_t e) -> float { return relu ? (y[e] > 0.0f ? dy[e] * ds : 0.0f) : dy[e]; };
   std::vector<double> sdy, sdyx;
   const bool need_sums = training || dw || db;
   if (need_sums) {
-    channel_sums(N, C, S, sdy, sdyx, [&](int64_t c, int64_t e, double& v0, double& v1) {
-      double g = double(dyp(e));
-      v0 = g;
-      v1 = g * (double(x[e]) - double(mean[c]));
-    });
+    if (relu) channel_sums<true, true>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
+    else channel_sums<true, false>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
   }
   const double cnt = double(N * S);
   std::vector<float> k(static_cast<size_t>(C)), kx(static_cast<size_t>(C)), k0(static_cast<size_t>(C));
@@ -197,12 +261,8 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
       k0[size_t(c)] = 0.0f;
     }
   }
-  const float* kp = k.data();
-  const float* kxp = kx.data();
-  const float* k0p = k0.data();
-  channel_apply(N, C, S, false, 0, 0, [&](int64_t c, int64_t e, uint32_t) {
-    dx[e] = kp[c] * dyp(e) + kxp[c] * (x[e] - mean[c]) + k0p[c];
-  });
+  if (relu) backward_apply<true>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
+  else backward_apply<false>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
 }
 
 }  // namespace fusetrain

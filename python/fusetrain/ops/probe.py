@@ -19,3 +19,13 @@ def probe_triad(a, b, c, s):
     b, c = C.array(b, "b"), C.array(c, "c")
     C.same_size(a, "a", b=b, c=c)
     core().probe_triad(a, b, c, float(s))
+
+
+def probe_update(outs, inp):
+    """outs[j] += inp for each of 1..4 outputs: an optimizer's memory streams with trivial math."""
+    inp = C.array(inp, "inp")
+    outs = [C.array(o, f"outs[{j}]", inplace=True) for j, o in enumerate(outs)]
+    C.same_size(inp, "inp", **{f"outs[{j}]": o for j, o in enumerate(outs)})
+    if not 1 <= len(outs) <= 4:
+        raise ValueError(f"outs must hold 1 to 4 arrays, got {len(outs)}")
+    core().probe_update(outs, inp)

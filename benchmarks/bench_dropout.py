@@ -1,0 +1,78 @@
+"""Dropout p=0.5 forward+backward on (4096, 1024): fusetrain (mask regenerated in backward, or a
+1-bit packed mask) vs the NumPy twin (bit-exact Philox), a plain NumPy dropout (np.random mask,
+the PERFORMANCE.md anchor) and torch.nn.functional.dropout, with a copy probe for bandwidth.
+
+    python benchmarks/bench_dropout.py [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from common import Table, probe_gbps, timeit, try_torch
+from fusetrain import ops
+from fusetrain.backend import use_backend
+
+SHAPE = (4096, 1024)
+P = 0.5
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    R = args.repeats
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    dy = rng.standard_normal(SHAPE).astype(np.float32)
+    y = np.empty_like(x)
+    dx = np.empty_like(x)
+    bits = np.empty(ops.mask_bits_size(x.size), np.uint8)
+    n = x.size
+    # Bytes the op must move: forward reads x, writes y; backward reads dy, writes dx.
+    nbytes = 16 * n
+    probe = probe_gbps()["copy"]
+    table = Table("dropout", "dropout p=0.5 fwd+bwd", probe=probe)
+    shape = f"{SHAPE[0]}x{SHAPE[1]}"
+
+    def regen():
+        ops.dropout_forward(x, P, 1, 0, out=y)
+        ops.dropout_backward(dy, P, 1, 0, grad_input=dx)
+
+    def packed():
+        ops.dropout_forward(x, P, 1, 0, out=y, mask_bits=bits)
+        ops.dropout_backward(dy, P, 1, 0, grad_input=dx, mask_bits=bits)
+
+    def plain_numpy():
+        keep = np.random.default_rng(1).random(SHAPE, dtype=np.float32) >= P
+        out = np.where(keep, x * (1 / (1 - P)), 0)
+        return np.where(keep, dy * (1 / (1 - P)), 0), out
+
+    with use_backend("numpy"):
+        twin = timeit(regen, repeats=3, warmup=1)
+    plain = timeit(plain_numpy, repeats=max(3, R // 2), warmup=1)
+    table.add("numpy twin (Philox, bit-exact)", shape, twin, nbytes=nbytes)
+    table.add("numpy plain (np.random mask)", shape, plain, nbytes=nbytes)
+    torch = try_torch()
+    torch_ms = None
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+        tdy = torch.tensor(dy)
+
+        def tstep():
+            tx.grad = None
+            torch.nn.functional.dropout(tx, P, training=True).backward(tdy)
+
+        tt = timeit(tstep, repeats=R)
+        torch_ms = tt[0]
+        table.add("torch", shape, tt, nbytes=nbytes)
+    for name, fn in (("fusetrain (mask regenerated)", regen), ("fusetrain (1-bit packed mask)", packed)):
+        table.add(name, shape, timeit(fn, repeats=R), nbytes=nbytes, numpy_ms=plain[0], torch_ms=torch_ms)
+    table.print()
+    print(f"mask memory: regenerated 0 bytes; packed {bits.nbytes} bytes = 1 bit/element; copy probe {probe:.1f} GB/s")
+    print("saved", table.save())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Shared benchmark machinery: timing with warm-up and percentiles, the bandwidth probe, the
+machine description, CSV rows and the printed table. Timings are only meaningful as ratios
+measured in the same run: these machines are shared and noisy."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CSV_FIELDS = ["date", "machine", "bench", "impl", "shape", "median_ms", "p20_ms", "p80_ms", "gb_per_s",
+              "pct_of_probe", "speedup_vs_numpy", "speedup_vs_torch"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from fusetrain import _core
+
+    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} OpenMP threads"
+
+
+def try_torch():
+    """torch with 2 threads (the anchors' setting), or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("FUSETRAIN_BENCH_THREADS", "2")))
+    return torch
+
+
+def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
+    """Calls fn() warmup times, then repeats times (more if min_time seconds are not yet spent).
+    Returns (median, p20, p80) in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < repeats or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    s = np.array(samples)
+    return float(np.median(s)), float(np.percentile(s, 20)), float(np.percentile(s, 80))
+
+
+def probe_gbps(nbytes_hint: int = 256 << 20, repeats=15) -> dict:
+    """GB/s of the extension's copy (8 B/elem) and triad (12 B/elem) loops on big arrays."""
+    from fusetrain import ops
+
+    n = nbytes_hint // 12
+    a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
+    copy_ms = timeit(lambda: ops.probe_copy(b, a), repeats=repeats)[0]
+    triad_ms = timeit(lambda: ops.probe_triad(a, b, c, 0.5), repeats=repeats)[0]
+    return {"copy": 8 * n / copy_ms / 1e6, "triad": 12 * n / triad_ms / 1e6}
+
+
+class Table:
+    """Collects rows, prints an aligned table and appends them to results/<name>.csv."""
+
+    def __init__(self, name: str, bench: str, probe: float | None = None):
+        self.name, self.bench, self.probe = name, bench, probe
+        self.rows: list[dict] = []
+        self.date = _dt.date.today().isoformat()
+        self.machine = machine()
+
+    def add(self, impl, shape, times, nbytes=None, numpy_ms=None, torch_ms=None):
+        med, p20, p80 = times
+        gbps = nbytes / med / 1e6 if nbytes else None
+        row = {
+            "date": self.date, "machine": self.machine, "bench": self.bench, "impl": impl, "shape": shape,
+            "median_ms": round(med, 4), "p20_ms": round(p20, 4), "p80_ms": round(p80, 4),
+            "gb_per_s": None if gbps is None else round(gbps, 2),
+            "pct_of_probe": None if gbps is None or not self.probe else round(100 * gbps / self.probe, 1),
+            "speedup_vs_numpy": None if numpy_ms is None else round(numpy_ms / med, 2),
+            "speedup_vs_torch": None if torch_ms is None else round(torch_ms / med, 2),
+        }
+        self.rows.append(row)
+        return row
+
+    def print(self):
+        cols = ["bench", "impl", "shape", "median_ms", "p20_ms", "p80_ms", "gb_per_s", "pct_of_probe",
+                "speedup_vs_numpy", "speedup_vs_torch"]
+        cells = [[("" if r[c] is None else str(r[c])) for c in cols] for r in self.rows]
+        widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        for x in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(x, widths)))
+
+    def save(self):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{self.name}.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            if new:
+                w.writeheader()
+            for r in self.rows:
+                w.writerow(r)
+        return path
