@@ -1,0 +1,277 @@
+"""Containers: Sequential (with fused Linear/BatchNorm + activation + dropout chains),
+ModuleList, Residual and the Inception-style Concat (alias Parallel)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh, _Activation
+from .dropout import Dropout
+from .linear import Linear
+from .module import Module
+from .normalization import _BatchNorm
+
+_EPILOGUE_ACTS = (ReLU, LeakyReLU, Sigmoid, Tanh)
+
+
+def _plain(m) -> bool:
+    """A layer whose forward/backward were not replaced on the instance (e.g. by weight_norm)."""
+    return "forward" not in m.__dict__ and "backward" not in m.__dict__
+
+
+class _Step:
+    """One unit of a Sequential's execution plan: a single module, or a fused chain headed by a
+    Linear or BatchNorm whose activation/dropout run in the head's epilogue."""
+
+    __slots__ = ("head", "act", "dropout", "span")
+
+    def __init__(self, head, act=None, dropout=None, span=1):
+        self.head, self.act, self.dropout, self.span = head, act, dropout, span
+
+    def forward(self, x):
+        head, act, drop = self.head, self.act, self.dropout
+        if act is None and drop is None:
+            return head(x)
+        p = drop.p if (drop is not None and drop.training) else 0.0
+        if isinstance(head, Linear):
+            if act is None:
+                return head._fwd(x, p=p)
+            slope = act.negative_slope if isinstance(act, LeakyReLU) else 0.01
+            return head._fwd(x, act=act.act, negative_slope=slope, p=p)
+        return head._fwd(x, relu=True, p=p)
+
+    def backward(self, g):
+        return self.head.backward(g)
+
+
+class Sequential(Module):
+    """Runs its modules in order; ``backward`` runs their backwards in reverse.
+
+    Chains Linear -> activation (-> Dropout), Linear -> Dropout and BatchNorm1d/2d -> ReLU
+    (-> Dropout) run as one fused kernel after the GEMM / normalization, with the same results
+    (and the same dropout masks) as running the layers one by one; set ``fuse = False`` to run
+    them one by one.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        self.fuse = True
+        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
+            for name, m in modules[0].items():
+                self._add(str(name), m)
+        else:
+            for i, m in enumerate(modules):
+                self._add(str(i), m)
+
+    def _add(self, name, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"Sequential expects Modules, got {type(m).__name__} for entry {name}")
+        self.add_module(name, m)
+
+    def append(self, module):
+        self._add(str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.items())
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(mods[idx]))
+        if not -len(mods) <= idx < len(mods):
+            raise IndexError(f"index {idx} is out of range for a Sequential of length {len(mods)}")
+        return mods[idx][1]
+
+    def _plan(self):
+        mods = list(self._modules.values())
+        steps, i = [], 0
+        while i < len(mods):
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if self.fuse and _plain(m) and isinstance(m, Linear):
+                act = nxt if isinstance(nxt, _EPILOGUE_ACTS) and _plain(nxt) else None
+                j = i + 1 + (act is not None)
+                drop = mods[j] if j < len(mods) and type(mods[j]) is Dropout else None
+                if act is not None or drop is not None:
+                    steps.append(_Step(m, act, drop, 1 + (act is not None) + (drop is not None)))
+                    i += steps[-1].span
+                    continue
+            if self.fuse and _plain(m) and isinstance(m, _BatchNorm) and type(nxt) is ReLU:
+                drop = mods[i + 2] if i + 2 < len(mods) and type(mods[i + 2]) is Dropout else None
+                steps.append(_Step(m, nxt, drop, 2 + (drop is not None)))
+                i += steps[-1].span
+                continue
+            steps.append(_Step(m))
+            i += 1
+        return steps
+
+    def forward(self, x):
+        for m in self.modules():
+            m._drop_caches()
+        steps = self._plan()
+        pos = 0
+        for step in steps:
+            try:
+                x = step.forward(x)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"Sequential layer {pos} ({type(step.head).__name__}): {exc}") from exc
+            pos += step.span
+        self._cache = steps
+        return x
+
+    def backward(self, grad_output):
+        steps = self.__dict__.get("_cache")
+        if steps is None:
+            raise RuntimeError("Sequential: backward() called before forward()")
+        g = grad_output
+        for step in reversed(steps):
+            g = step.backward(g)
+        return g
+
+
+class ModuleList(Module):
+    """A list of modules registered as children "0", "1", ... (no forward of its own)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList expects Modules, got {type(module).__name__}")
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(mods[idx])
+        return mods[idx]
+
+
+class Residual(Module):
+    """y = block(x) + shortcut(x); the shortcut is the identity when None (shapes must match)."""
+
+    def __init__(self, block, shortcut=None):
+        super().__init__()
+        if not isinstance(block, Module):
+            raise TypeError(f"Residual block must be a Module, got {type(block).__name__}")
+        if shortcut is not None and not isinstance(shortcut, Module):
+            raise TypeError(f"Residual shortcut must be a Module or None, got {type(shortcut).__name__}")
+        self.block = block
+        if shortcut is not None:
+            self.shortcut = shortcut
+        else:
+            self.add_module("shortcut", None)
+
+    def forward(self, x):
+        for m in self.modules():
+            m._drop_caches()
+        y = self.block(x)
+        s = self.shortcut(x) if self.shortcut is not None else x
+        if tuple(y.shape) != tuple(s.shape):
+            which = "shortcut" if self.shortcut is not None else "input (identity shortcut)"
+            raise ValueError(f"Residual: block output shape {tuple(y.shape)} does not match the {which} shape "
+                             f"{tuple(s.shape)}")
+        out = self._buffer("y", y.shape, y)
+        _add(y, s, out)
+        self._cache = True
+        return out
+
+    def backward(self, grad_output):
+        if self.__dict__.get("_cache") is None:
+            raise RuntimeError("Residual: backward() called before forward()")
+        gb = self.block.backward(grad_output)
+        gs = self.shortcut.backward(grad_output) if self.shortcut is not None else grad_output
+        out = self._buffer("gx", gb.shape, gb)
+        _add(gb, gs, out)
+        return out
+
+
+def _add(a, b, out):
+    if type(out).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.add(a, b, out=out)
+    import numpy as np
+
+    return np.add(a, b, out=out)
+
+
+class Concat(Module):
+    """Inception-style block: every branch sees the same input; their outputs are concatenated
+    along ``dim`` (the channel axis by default). Backward splits the gradient and sums the
+    branches' input gradients."""
+
+    def __init__(self, *branches, dim: int = 1):
+        super().__init__()
+        if not branches:
+            raise ValueError("Concat needs at least one branch")
+        for i, b in enumerate(branches):
+            if not isinstance(b, Module):
+                raise TypeError(f"Concat branch {i} must be a Module, got {type(b).__name__}")
+            self.add_module(str(i), b)
+        self.dim = int(dim)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, idx):
+        return list(self._modules.values())[idx]
+
+    def forward(self, x):
+        import numpy as np
+
+        for m in self.modules():
+            m._drop_caches()
+        outs = [b(x) for b in self._modules.values()]
+        nd = outs[0].ndim
+        dim = self.dim + nd if self.dim < 0 else self.dim
+        if not 0 <= dim < nd:
+            raise ValueError(f"Concat: dim {self.dim} is out of range for branch outputs with {nd} dims")
+        for i, o in enumerate(outs):
+            if o.ndim != nd or o.shape[:dim] + o.shape[dim + 1:] != outs[0].shape[:dim] + outs[0].shape[dim + 1:]:
+                raise ValueError(f"Concat: branch {i} output shape {tuple(o.shape)} cannot be concatenated with "
+                                 f"branch 0's {tuple(outs[0].shape)} along dim {self.dim}")
+        sizes = [o.shape[dim] for o in outs]
+        shape = list(outs[0].shape)
+        shape[dim] = sum(sizes)
+        out = self._buffer("y", shape, outs[0])
+        xp = np if not type(out).__module__.startswith("cupy") else __import__("cupy")
+        xp.concatenate(outs, axis=dim, out=out)
+        self._cache = (dim, sizes)
+        return out
+
+    def backward(self, grad_output):
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise RuntimeError("Concat: backward() called before forward()")
+        dim, sizes = cache
+        total, start = None, 0
+        for b, n in zip(self._modules.values(), sizes):
+            idx = (slice(None),) * dim + (slice(start, start + n),)
+            g = b.backward(grad_output[idx])
+            total = g.copy() if total is None else total.__iadd__(g)
+            start += n
+        return total
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+Parallel = Concat

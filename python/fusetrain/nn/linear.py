@@ -1,0 +1,166 @@
+"""Linear (GEMM through BLAS + our fused bias/activation/dropout epilogue), Identity, Flatten."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops
+from .. import random as frandom
+from . import init as _init
+from .module import Module
+from .parameter import Parameter
+
+
+def _check_features(layer, x, expected, what="in_features"):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{layer!r}: expected a numpy/cupy array input, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != expected:
+        raise ValueError(f"{layer!r}: expected input of shape (*, {expected}) ({what}={expected}), "
+                         f"got shape {tuple(x.shape)}")
+
+
+def check_dtype(layer, x, like):
+    if x.dtype != like.dtype:
+        raise TypeError(f"{layer!r}: expected a {like.dtype} input (the dtype of its parameters), got "
+                        f"{x.dtype}; convert it with x.astype(numpy.{like.dtype})")
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight (out_features, in_features).
+
+    Default init is PyTorch's (kaiming_uniform with a=sqrt(5), bias U(-1/sqrt(fan_in), +)).
+    ``init`` may name any ``fusetrain.nn.init`` scheme (``"he_normal"``, ``"glorot_uniform"``, ...)
+    or be a callable taking the weight; the bias is then zero-initialised.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, init=None, dtype=None):
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"Linear {name} must be a non-negative int, got {v!r}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.init = init
+        self._init_fn = _init.get(init) if init is not None else None
+        self.weight = Parameter(np.zeros((self.out_features, self.in_features)), dtype=dtype)
+        if bias:
+            self.bias = Parameter(np.zeros(self.out_features), dtype=dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self._init_fn is None:
+            _init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+            if self.bias is not None:
+                bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+                _init.uniform_(self.bias, -bound, bound)
+        else:
+            self._init_fn(self.weight)
+            if self.bias is not None:
+                _init.zeros_(self.bias)
+
+    def forward(self, x):
+        return self._fwd(x)
+
+    def _fwd(self, x, act="identity", negative_slope=0.01, p=0.0):
+        """GEMM then the epilogue dropout(act(. + bias)); dropout draws are reserved here exactly
+        as a separate Dropout layer would reserve them."""
+        w = self.weight.data
+        _check_features(self, x, self.in_features)
+        check_dtype(self, x, w)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        y = self._buffer("y", (x2.shape[0], self.out_features), w)
+        _matmul(x2, w.T, y)
+        seed = offset = 0
+        if p > 0:
+            seed, offset = frandom.next_philox(y.size)
+        b = self.bias.data if self.bias is not None else None
+        if b is not None or act != "identity" or p > 0:
+            ops.bias_act_dropout_forward(y, b, act=act, negative_slope=negative_slope, p=p, seed=seed,
+                                         offset=offset, out=y)
+        self._cache = (x2, y, lead, act, negative_slope, p, seed, offset)
+        return y.reshape(lead + (self.out_features,))
+
+    def backward(self, grad_output):
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        x2, y, lead, act, slope, p, seed, offset = cache
+        w = self.weight.data
+        if tuple(grad_output.shape) != lead + (self.out_features,):
+            raise ValueError(f"{self!r}: grad_output must have shape {lead + (self.out_features,)}, "
+                             f"got {tuple(grad_output.shape)}")
+        g = grad_output.reshape(-1, self.out_features)
+        gb = self.bias.grad if self.bias is not None else None
+        if act != "identity" or p > 0:
+            gz = self._buffer("gz", g.shape, w)
+            g = ops.bias_act_dropout_backward(g, y, act=act, negative_slope=slope, p=p, seed=seed,
+                                              offset=offset, grad_bias=gb, grad_input=gz)
+        elif gb is not None:
+            gb += g.sum(axis=0)
+        gw = self._buffer("gw", w.shape, w)
+        _matmul(g.T, x2, gw)
+        self.weight.grad += gw
+        gx = self._buffer("gx", x2.shape, w)
+        _matmul(g, w, gx)
+        return gx.reshape(lead + (self.in_features,))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def _is_cuda(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def _matmul(a, b, out):
+    if _is_cuda(out):
+        import cupy
+
+        return cupy.matmul(a, b, out=out)
+    return np.matmul(a, b, out=out)
+
+
+class Identity(Module):
+    """Returns its input; backward returns the gradient."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_output):
+        return grad_output
+
+
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim into one (PyTorch's defaults: 1 and -1)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+
+    def forward(self, x):
+        nd = x.ndim
+        s = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        e = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not (0 <= s < max(nd, 1)) or not (0 <= e < max(nd, 1)) or s > e:
+            raise ValueError(f"{self!r}: dims {self.start_dim}..{self.end_dim} invalid for input of shape {tuple(x.shape)}")
+        self._cache = x.shape
+        if nd == 0:
+            return x.reshape(1)
+        return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+
+    def backward(self, grad_output):
+        shape = self.__dict__.get("_cache")
+        if shape is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return grad_output.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

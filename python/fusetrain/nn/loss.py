@@ -1,0 +1,76 @@
+"""Losses: ``loss = fn(pred, target)`` returns a Python float; ``fn.backward()`` returns d(pred)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, ops
+from .module import Module
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def _reduction(r):
+    if r not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {r!r}")
+    return r
+
+
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = _reduction(reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy of logits (N, K) against integer class labels (N,), in one fused
+    pass that also produces the gradient. Same definition as torch.nn.CrossEntropyLoss."""
+
+    def forward(self, logits, target):
+        if not hasattr(logits, "ndim") or logits.ndim != 2:
+            raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, classes), got "
+                             f"{tuple(getattr(logits, 'shape', ())) or type(logits).__name__}")
+        if not hasattr(target, "dtype"):
+            target = np.asarray(target)
+        grad = self._buffer("grad", logits.shape, logits)
+        loss, grad = ops.softmax_cross_entropy(logits, target, reduction=self.reduction, grad_input=grad)
+        self._cache = grad
+        return loss
+
+    def backward(self, grad_output=1.0):
+        """d(loss)/d(logits), times ``grad_output`` (the upstream scalar gradient)."""
+        grad = self.__dict__.get("_cache")
+        if grad is None:
+            raise RuntimeError("CrossEntropyLoss: backward() called before computing a loss")
+        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
+
+
+class MSELoss(_Loss):
+    """Mean (or summed) squared error between pred and a target of the same shape."""
+
+    def forward(self, pred, target):
+        if not hasattr(pred, "shape") or not hasattr(pred, "dtype") or pred.dtype.kind != "f":
+            raise TypeError(f"MSELoss: pred must be a floating-point array, got {getattr(pred, 'dtype', type(pred).__name__)}")
+        xp = backend.array_module(pred)
+        target = xp.asarray(target)
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(f"MSELoss: target shape {tuple(target.shape)} must equal pred shape {tuple(pred.shape)}")
+        diff = xp.subtract(pred, target, dtype=pred.dtype)
+        total = float(xp.dot(diff.ravel().astype(np.float64), diff.ravel().astype(np.float64))) if diff.size else 0.0
+        n = diff.size
+        if self.reduction == "mean":
+            scale = 2.0 / n if n else float("nan")
+            loss = total / n if n else float("nan")
+        else:
+            scale, loss = 2.0, total
+        diff *= diff.dtype.type(scale)
+        self._cache = diff
+        return loss
+
+    def backward(self, grad_output=1.0):
+        grad = self.__dict__.get("_cache")
+        if grad is None:
+            raise RuntimeError("MSELoss: backward() called before computing a loss")
+        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)

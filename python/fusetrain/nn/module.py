@@ -1,0 +1,367 @@
+"""Module: the base class of layers and containers, with PyTorch's registration, traversal,
+state_dict and train/eval semantics, plus an explicit ``backward(grad_output) -> grad_input``.
+
+Gradient convention: ``backward`` ACCUMULATES (+=) into each parameter's ``.grad`` and returns
+the gradient with respect to the input (a fresh array the caller may keep).
+"""
+from __future__ import annotations
+
+import sys
+from collections import namedtuple
+
+import numpy as np
+
+from .. import backend
+from .arena import Arena
+from .parameter import Parameter, _as_array
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+# A scratch buffer is reused only when nothing but the module's scratch list (plus the loop
+# variable and getrefcount's own argument) refers to it, so a caller holding an earlier
+# output never sees it overwritten.
+_FREE_REFCOUNT = 3
+
+
+class Module:
+    """Base class for all layers. Subclasses implement ``forward(x)`` and ``backward(grad)``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_scratch", {})
+        object.__setattr__(self, "training", True)
+
+    # ---------------------------------------------------------------- registration
+    def _check_init(self):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 "before assigning parameters, buffers or submodules")
+
+    def __setattr__(self, name, value):
+        d = self.__dict__
+        if isinstance(value, Parameter):
+            self._check_init()
+            self._discard(name)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._check_init()
+            self._discard(name)
+            self._modules[name] = value
+        elif "_parameters" in d and name in self._parameters:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} "
+                                "(expected a fusetrain.nn.Parameter or None)")
+            self._parameters[name] = None
+        elif "_modules" in d and name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r} "
+                                "(expected a fusetrain.nn.Module or None)")
+            self._modules[name] = None
+        elif "_buffers" in d and name in self._buffers:
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def _discard(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            store.pop(name, None)
+        self.__dict__.pop(name, None)
+        self._non_persistent.discard(name)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                self._non_persistent.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param) -> None:
+        """Register ``param`` (a Parameter or None, e.g. an absent bias) under ``name``."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter expects a Parameter or None for {name!r}, got {type(param).__name__}")
+        self._check_init()
+        self._discard(name)
+        self._parameters[name] = param
+
+    def register_buffer(self, name: str, array, persistent: bool = True) -> None:
+        """Register a non-trainable array (e.g. running_mean) saved in state_dict when persistent."""
+        self._check_init()
+        self._discard(name)
+        self._buffers[name] = array
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def add_module(self, name: str, module) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module expects a Module or None for {name!r}, got {type(module).__name__}")
+        self._check_init()
+        self._discard(name)
+        self._modules[name] = module
+
+    # ---------------------------------------------------------------- traversal
+    def named_modules(self, prefix: str = "", memo=None):
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(prefix + ("." if prefix else "") + name, memo)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mp, m in mods:
+            for name, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (mp + "." if mp else "") + name, p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mp, m in mods:
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (mp + "." if mp else "") + name, b
+
+    def buffers(self, recurse: bool = True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    # ---------------------------------------------------------------- forward / backward
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def _drop_caches(self) -> None:
+        """Forget what the last forward saved for backward (containers call this on all their
+        descendants before a new forward, so scratch buffers become reusable)."""
+        self.__dict__.pop("_cache", None)
+
+    def _buffer(self, key, shape, like):
+        """A scratch array of ``shape`` and like's dtype/device, reused across calls when no one
+        else holds the previous one; two per key, so an output the caller still holds (e.g. the
+        previous step's result bound to a variable) is never overwritten."""
+        shape = tuple(shape)
+        if backend.is_cuda_array(like):  # CuPy's pool makes allocation cheap and views hide refs
+            return backend.cupy_module().empty(shape, dtype=like.dtype)
+        slots = self._scratch.get(key)
+        if slots is None:
+            slots = self._scratch[key] = []
+        for buf in slots:
+            if buf.shape == shape and buf.dtype == like.dtype and sys.getrefcount(buf) <= _FREE_REFCOUNT:
+                return buf
+        buf = np.empty(shape, dtype=like.dtype)
+        if len(slots) >= 2:
+            slots.pop(0)
+        slots.append(buf)
+        return buf
+
+    # ---------------------------------------------------------------- modes and grads
+    def train(self, mode: bool = True):
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode) expects a bool, got {type(mode).__name__}")
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Zero every parameter's gradient: one fill per arena run, one per loose parameter.
+        (``set_to_none`` is accepted for PyTorch compatibility; gradients are always arrays.)"""
+        params = list(self.parameters())
+        i = 0
+        while i < len(params):
+            p = params[i]
+            arena = p._arena
+            if arena is None:
+                p._grad.fill(0)
+                i += 1
+                continue
+            start, pos, j = p._offset, p._offset, i
+            while j < len(params) and params[j]._arena is arena and params[j]._offset == pos:
+                pos += params[j].size
+                j += 1
+            arena.grad[start:pos].fill(0)
+            i = j
+
+    def flatten_parameters(self):
+        """Move all parameters into one flat arena (values and grads contiguous); returns it.
+        Optimizers reuse it when their param groups are consecutive runs of it."""
+        params = list(self.parameters())
+        if not params:
+            return None
+        return Arena(params)
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # ---------------------------------------------------------------- devices and dtypes
+    def to(self, device=None, dtype=None):
+        """Move parameters and buffers to ``"cpu"`` or ``"cuda"`` and/or cast floating ones to
+        ``dtype``. Parameters are re-packed into one arena; build optimizers afterwards."""
+        if device is not None:
+            device = str(device)
+            if device.startswith("cuda"):
+                if not backend.cuda_available():
+                    raise RuntimeError("to('cuda') needs fusetrain's CUDA module, CuPy and a visible GPU; "
+                                       "fusetrain.cuda_available() is False")
+                device = "cuda"
+            elif device != "cpu":
+                raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        params = list(self.parameters())
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype.kind != "f":
+                raise TypeError(f"dtype must be a floating type, got {dtype.name}")
+            for p in params:
+                if p.dtype != dtype:
+                    data = p.data.astype(dtype)
+                    p._bind(data, backend.array_module(data).zeros_like(data))
+        if params:
+            Arena(params, device=device)
+        for m in self.modules():
+            for name, b in list(m._buffers.items()):
+                if b is None:
+                    continue
+                if dtype is not None and b.dtype.kind == "f":
+                    b = b.astype(dtype)
+                if device == "cuda" and not backend.is_cuda_array(b):
+                    b = backend.cupy_module().asarray(b)
+                elif device == "cpu" and backend.is_cuda_array(b):
+                    b = b.get()
+                m._buffers[name] = b
+            m._scratch.clear()
+            m._drop_caches()
+        return self
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    # ---------------------------------------------------------------- state dict
+    def state_dict(self, prefix: str = "") -> dict:
+        """Copies of every parameter and persistent buffer as NumPy arrays, under PyTorch's keys
+        (own parameters, own buffers, then each child under ``"<child name>."``)."""
+        out = {}
+        self._save_to(out, prefix)
+        return out
+
+    def _save_to(self, out, prefix):
+        for name, p in self._parameters.items():
+            if p is not None:
+                out[prefix + name] = _host_copy(p.data)
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent:
+                out[prefix + name] = _host_copy(b)
+        for name, m in self._modules.items():
+            if m is not None:
+                m._save_to(out, prefix + name + ".")
+
+    def _state_targets(self):
+        """key -> (owner module, attribute name, kind) for everything state_dict saves."""
+        targets = {}
+        for mp, m in self.named_modules():
+            pre = mp + "." if mp else ""
+            for name, p in m._parameters.items():
+                if p is not None:
+                    targets.setdefault(pre + name, (m, name, "param"))
+            for name, b in m._buffers.items():
+                if b is not None and name not in m._non_persistent:
+                    targets.setdefault(pre + name, (m, name, "buffer"))
+        return targets
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy values from ``state_dict`` (NumPy arrays, or torch tensors) into this module's
+        parameters and buffers in place. Raises RuntimeError listing missing/unexpected keys
+        (when strict) and shape mismatches; returns (missing_keys, unexpected_keys)."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        targets = self._state_targets()
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        mismatched = []
+        for key, (m, name, kind) in targets.items():
+            if key not in state_dict:
+                continue
+            cur = m._parameters[name].data if kind == "param" else m._buffers[name]
+            shape = tuple(getattr(state_dict[key], "shape", np.shape(state_dict[key])))
+            if shape != tuple(cur.shape):
+                mismatched.append(f"{key}: expected shape {tuple(cur.shape)}, got {shape}")
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
+        if mismatched:
+            problems.append("shape mismatches: " + "; ".join(mismatched))
+        if problems:
+            raise RuntimeError(f"error(s) loading state_dict into {type(self).__name__}: " + " | ".join(problems))
+        for key, (m, name, kind) in targets.items():
+            if key not in state_dict:
+                continue
+            if kind == "param":
+                m._parameters[name].data = state_dict[key]
+            else:
+                cur = m._buffers[name]
+                cur[...] = _as_array(state_dict[key], cur.dtype, like=cur)
+        return IncompatibleKeys(missing, unexpected)
+
+    # ---------------------------------------------------------------- repr
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = []
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"({name}): {child}")
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _host_copy(a):
+    if backend.is_cuda_array(a):
+        return a.get()
+    return np.array(a, copy=True)

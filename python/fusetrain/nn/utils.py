@@ -1,0 +1,83 @@
+"""Gradient clipping and parameter/vector helpers (weight normalization is added below)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend, ops
+from .parameter import Parameter
+
+
+def _params(parameters):
+    if isinstance(parameters, Parameter):
+        return [parameters]
+    out = list(parameters)
+    for i, p in enumerate(out):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"parameters[{i}] must be a fusetrain.nn.Parameter, got {type(p).__name__}")
+    return out
+
+
+def _grad_arrays(params):
+    """The gradients as few contiguous arrays as possible (one per arena run)."""
+    arrays, i = [], 0
+    while i < len(params):
+        p = params[i]
+        if p._arena is None:
+            arrays.append(p.grad)
+            i += 1
+            continue
+        start, pos, j = p._offset, p._offset, i
+        while j < len(params) and params[j]._arena is p._arena and params[j]._offset == pos:
+            pos += params[j].size
+            j += 1
+        arrays.append(p._arena.grad[start:pos])
+        i = j
+    return arrays
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite: bool = False) -> float:
+    """Scale all gradients together so their global norm is at most ``max_norm``; returns the
+    norm before clipping (PyTorch's definition, coefficient min(1, max_norm/(norm + 1e-6)))."""
+    params = _params(parameters)
+    max_norm = float(max_norm)
+    if not params:
+        return 0.0
+    grads = _grad_arrays(params)
+    total = ops.global_norm(grads, norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total}), "
+                           "so it cannot be clipped; pass error_if_nonfinite=False to skip this check")
+    coef = ops.clip_coef(total, max_norm)
+    if coef < 1.0:
+        ops.scale_(grads, coef)
+    return total
+
+
+def clip_grad_value_(parameters, clip_value) -> None:
+    """Clamp every gradient element to [-clip_value, clip_value] in place."""
+    params = _params(parameters)
+    if params:
+        ops.clamp_(_grad_arrays(params), clip_value)
+
+
+def parameters_to_vector(parameters):
+    """One 1-D copy of all parameter values, in order."""
+    params = _params(parameters)
+    if not params:
+        return np.zeros(0, dtype=np.float32)
+    xp = backend.array_module(params[0].data)
+    return xp.concatenate([p.data.reshape(-1) for p in params])
+
+
+def vector_to_parameters(vec, parameters) -> None:
+    """Copy a 1-D vector (as from parameters_to_vector) back into the parameters."""
+    params = _params(parameters)
+    total = sum(p.size for p in params)
+    if vec.ndim != 1 or vec.size != total:
+        raise ValueError(f"vec must be 1-D with {total} elements, got shape {tuple(vec.shape)}")
+    pos = 0
+    for p in params:
+        p.data[...] = vec[pos:pos + p.size].reshape(p.shape)
+        pos += p.size
