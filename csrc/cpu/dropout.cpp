@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "fusetrain/common.h"
@@ -37,17 +38,27 @@ inline float act_grad(float a, float slope) {
   return 1.0f;
 }
 
-// Packs the keep bits of one tile (e0 is a multiple of 8).
+// Packs the keep bits of one tile (e0 is a multiple of 8): keep bytes first (a vector compare),
+// then 8 bytes -> 1 by a multiply that gathers byte k's low bit into bit k of the top byte.
 inline void pack_bits(uint8_t* bits, int64_t e0, int64_t e1, const uint32_t* words, uint32_t thr) {
-  for (int64_t e = e0; e < e1; e += 8) {
-    uint8_t byte = 0;
-    for (int k = 0; k < 8 && e + k < e1; ++k)
-      byte |= uint8_t((words ? ((words[e - e0 + k] >> 8) >= thr) : 1) << k);
-    bits[e / 8] = byte;
+  alignas(64) uint8_t kb[kMaskTile + 8] = {};
+  const int64_t len = e1 - e0;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) kb[i] = words ? uint8_t((words[i] >> 8) >= thr) : uint8_t(1);
+  for (int64_t i = 0; i < len; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, kb + i, 8);
+    bits[(e0 + i) / 8] = uint8_t((v * 0x0102040810204080ull) >> 56);
   }
 }
 
-inline bool bit_at(const uint8_t* bits, int64_t e) { return (bits[e >> 3] >> (e & 7)) & 1; }
+// Inverse of pack_bits for one tile: kb[i] != 0 iff element e0 + i was kept.
+inline void unpack_bits(const uint8_t* bits, int64_t e0, int64_t e1, uint8_t* kb) {
+  for (int64_t i = 0; i < e1 - e0; i += 8) {
+    const uint64_t v = (uint64_t(bits[(e0 + i) / 8]) * 0x0101010101010101ull) & 0x8040201008040201ull;
+    std::memcpy(kb + i, &v, 8);
+  }
+}
 
 struct EpiArgs {
   int64_t F;
@@ -91,8 +102,8 @@ void forward_impl(const float* x, const float* bias, float* y, int64_t n, const 
 
 // Mask source in backward: 0 none (p == 0), 1 sign of y (ReLU), 2 packed bits, 3 regenerate.
 template <Act A, int kMask>
-void backward_run(const float* dy, const float* y, float* dx, const uint32_t* w, const uint8_t* bits,
-                  int64_t e, int64_t len, float slope, float scale, float inv_scale, uint32_t thr) {
+void backward_run(const float* dy, const float* y, float* dx, const uint32_t* w, const uint8_t* kb,
+                  int64_t len, float slope, float scale, float inv_scale, uint32_t thr) {
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
     float g;
@@ -102,7 +113,7 @@ void backward_run(const float* dy, const float* y, float* dx, const uint32_t* w,
       g = y[i] > 0.0f ? dy[i] * scale : 0.0f;
     } else {
       bool keep;
-      if constexpr (kMask == 2) keep = bit_at(bits, e + i);
+      if constexpr (kMask == 2) keep = kb[i] != 0;
       else keep = (w[i] >> 8) >= thr;
       g = keep ? dy[i] * scale * act_grad<A>(y[i] * inv_scale, slope) : 0.0f;
     }
@@ -123,16 +134,18 @@ void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int
   {
     double* acc = dbias ? part.data() + size_t(omp_get_thread_num()) * size_t(F) : nullptr;
     alignas(64) uint32_t words[kMaskTile];
+    alignas(64) uint8_t kb[kMaskTile + 8];
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
       int64_t e0 = t * kMaskTile, e1 = e0 + kMaskTile < n ? e0 + kMaskTile : n;
       if constexpr (kMask == 3) philox_words(words, uint64_t(e0), e1 - e0, a.seed, a.offset);
+      if constexpr (kMask == 2) unpack_bits(bits, e0, e1, kb);
       for (int64_t e = e0; e < e1;) {
         int64_t col = dbias ? e % F : 0;
         int64_t end = dbias ? std::min(e1, e - col + F) : e1;
         const int64_t len = end - e;
         const float* dxb = dx + e;
-        backward_run<A, kMask>(dy + e, y + e, dx + e, words + (e - e0), bits, e, end - e, slope,
+        backward_run<A, kMask>(dy + e, y + e, dx + e, words + (e - e0), kb + (e - e0), end - e, slope,
                                scale, inv_scale, thr);
         if (acc) {
           double* ab = acc + col;
