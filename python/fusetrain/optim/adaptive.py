@@ -1,0 +1,108 @@
+"""Adaptive optimizers: Adagrad, RMSprop, Adam and AdamW (PyTorch's update rules, fused kernels)."""
+from __future__ import annotations
+
+from .. import ops
+from .optimizer import Optimizer, check_number
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad: sum += d*d; p -= lr/(1+(t-1)*lr_decay) * d/(sqrt(sum)+eps)."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, *, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps),
+                         max_grad_norm)
+
+    def _validate(self, g):
+        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
+        g["lr_decay"] = check_number(g["lr_decay"], "lr_decay", lo=0.0)
+        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
+        g["initial_accumulator_value"] = check_number(g["initial_accumulator_value"],
+                                                      "initial_accumulator_value", lo=0.0)
+        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
+
+    def _update(self, g, data, grad, state, grad_scale):
+        if "sum" not in state:
+            state["step"] = 0
+            state["sum"] = self._zeros(data, g["initial_accumulator_value"])
+        state["step"] += 1
+        ops.adagrad_step(data, grad, state["sum"], lr=g["lr"], step=state["step"], lr_decay=g["lr_decay"],
+                         weight_decay=g["weight_decay"], eps=g["eps"], grad_scale=grad_scale)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop (optionally centered, with momentum)."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 *, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered), max_grad_norm)
+
+    def _validate(self, g):
+        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
+        g["alpha"] = check_number(g["alpha"], "alpha", lo=0.0, hi=1.0)
+        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
+        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
+        g["momentum"] = check_number(g["momentum"], "momentum", lo=0.0)
+        g["centered"] = bool(g["centered"])
+
+    def _update(self, g, data, grad, state, grad_scale):
+        if "square_avg" not in state:
+            state["step"] = 0
+            state["square_avg"] = self._zeros(data)
+        if g["centered"] and "grad_avg" not in state:
+            state["grad_avg"] = self._zeros(data)
+        if g["momentum"] > 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = self._zeros(data)
+        state["step"] += 1
+        ops.rmsprop_step(data, grad, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"),
+                         lr=g["lr"], alpha=g["alpha"], eps=g["eps"], weight_decay=g["weight_decay"],
+                         momentum=g["momentum"], centered=g["centered"], grad_scale=grad_scale)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay added to the gradient; optional AMSGrad)."""
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 *, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad),
+                         max_grad_norm)
+
+    def _validate(self, g):
+        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
+        betas = g["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        g["betas"] = (check_number(betas[0], "betas[0]", lo=0.0, hi=1.0, hi_open=True),
+                      check_number(betas[1], "betas[1]", lo=0.0, hi=1.0, hi_open=True))
+        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
+        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
+        g["amsgrad"] = bool(g["amsgrad"])
+
+    def _update(self, g, data, grad, state, grad_scale):
+        if "exp_avg" not in state:
+            state["step"] = 0
+            state["exp_avg"] = self._zeros(data)
+            state["exp_avg_sq"] = self._zeros(data)
+        if g["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = self._zeros(data)
+        state["step"] += 1
+        b1, b2 = g["betas"]
+        ops.adam_step(data, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                      lr=g["lr"], beta1=b1, beta2=b2, eps=g["eps"], weight_decay=g["weight_decay"],
+                      decoupled=self._decoupled, amsgrad=g["amsgrad"], step=state["step"],
+                      grad_scale=grad_scale)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: decoupled weight decay p *= 1 - lr*wd before the Adam update."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 *, max_grad_norm=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         max_grad_norm=max_grad_norm)

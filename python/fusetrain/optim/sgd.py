@@ -1,0 +1,54 @@
+"""SGD (momentum, dampening, Nesterov, weight decay) and NormalizedSGD (gradient direction only)."""
+from __future__ import annotations
+
+from .. import ops
+from .optimizer import Optimizer, check_number
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: d = g + wd*p; buf = m*buf + (1-dampening)*d (buf = d at the first step);
+    d = d + m*buf (Nesterov) or buf; p -= lr*d."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 *, max_grad_norm=None):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov), max_grad_norm)
+
+    def _validate(self, g):
+        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
+        g["momentum"] = check_number(g["momentum"], "momentum", lo=0.0)
+        g["dampening"] = check_number(g["dampening"], "dampening")
+        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
+        g["nesterov"] = bool(g["nesterov"])
+        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
+            raise ValueError("nesterov=True requires momentum > 0 and dampening == 0, got "
+                             f"momentum={g['momentum']}, dampening={g['dampening']}")
+
+    def _update(self, g, data, grad, state, grad_scale):
+        buf = None
+        first = False
+        if g["momentum"] > 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = self._zeros(data)
+                first = True
+        ops.sgd_step(data, grad, buf, lr=g["lr"], momentum=g["momentum"], dampening=g["dampening"],
+                     weight_decay=g["weight_decay"], nesterov=g["nesterov"], first_step=first,
+                     grad_scale=grad_scale)
+
+
+class NormalizedSGD(SGD):
+    """Uses only the direction of the gradient: p -= lr * g / (||g|| + eps), ||g|| being the
+    global L2 norm over all param groups (one reduction, folded into the update as grad_scale).
+    Momentum, dampening, Nesterov and weight decay act as in SGD on the normalized gradient."""
+
+    def __init__(self, params, lr=1e-2, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 eps=1e-8, *, max_grad_norm=None):
+        self.eps = check_number(eps, "eps", lo=0.0)
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov, max_grad_norm=max_grad_norm)
+
+    def _clip_scale(self) -> float:
+        norm = self.grad_norm()
+        self.last_grad_norm = norm
+        return 1.0 / (norm + self.eps) if norm + self.eps > 0 else 0.0
