@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -110,7 +111,7 @@ __device__ __forceinline__ uint32_t philox_word(const Philox4& a, int i) {
 }
 
 __device__ __forceinline__ Philox4 philox_block(uint64_t block, uint64_t seed) {
-  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), 0u, 0u, uint32_t(seed),
+  return fusetrain::philox4x32_10(uint32_t(block), uint32_t(block >> 32), 0u, 0u, uint32_t(seed),
                        uint32_t(seed >> 32));
 }
 
@@ -271,6 +272,7 @@ struct ColumnPlan {
 
 inline ColumnPlan column_plan(int64_t rows, int64_t cols) {
   const int64_t tiles = cdiv(cols, 4 * kTileCols);
+  if (rows == 0 || cols == 0) return ColumnPlan{tiles, 0, 0};
   int64_t chunks = std::min(cdiv(rows, 4 * kTileRows), cdiv(kTargetBlocks, tiles));
   chunks = std::max<int64_t>(std::min<int64_t>(chunks, 65535), 1);
   const int64_t per = cdiv(rows, chunks);
@@ -313,6 +315,7 @@ column_partials(Op op, int64_t rows, int64_t cols, int64_t rows_per_chunk, doubl
 template <class Op>
 void launch_column_partials(const Op& op, int64_t rows, int64_t cols, const ColumnPlan& plan,
                             double2* partial, cudaStream_t stream, const char* name) {
+  if (plan.chunks == 0 || plan.tiles == 0) return;
   const dim3 grid(unsigned(plan.tiles), unsigned(plan.chunks));
   const dim3 block(kTileCols, kTileRows);
   column_partials<<<grid, block, 0, stream>>>(op, rows, cols, plan.rows_per_chunk, partial);
@@ -329,6 +332,7 @@ struct PlanePlan {
 
 inline PlanePlan plane_plan(int64_t N, int64_t C, int64_t S) {
   const int64_t values = N * S;
+  if (values == 0 || C == 0) return PlanePlan{0, 0};
   int64_t chunks = std::min(cdiv(values, 16 * kThreads), cdiv(kTargetBlocks, std::max<int64_t>(C, 1)));
   chunks = std::max<int64_t>(std::min<int64_t>(chunks, 65535), 1);
   const int64_t per = cdiv(values, chunks);
@@ -371,6 +375,7 @@ plane_partials(Op op, int64_t N, int64_t C, int64_t S, int64_t per_chunk, double
 template <class Op>
 void launch_plane_partials(const Op& op, int64_t N, int64_t C, int64_t S, const PlanePlan& plan,
                            double2* partial, cudaStream_t stream, const char* name) {
+  if (plan.chunks == 0) return;
   const dim3 grid(unsigned(C), unsigned(plan.chunks));
   plane_partials<<<grid, kThreads, 0, stream>>>(op, N, C, S, plan.per_chunk, partial);
   check_launch(name);
@@ -386,6 +391,27 @@ __device__ __forceinline__ double2 sum_partials(const double2* partial, int64_t 
     s.y += v.y;
   }
   return s;
+}
+
+namespace {
+
+// out_x[c] += float(sum.x), out_y[c] += float(sum.y) over the chunks of partial (either may be null).
+__global__ void add_column_sums(const double2* partial, int64_t chunks, int64_t cols, float* out_x,
+                                float* out_y) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const double2 s = sum_partials(partial, chunks, cols, c);
+  if (out_x) out_x[c] += float(s.x);
+  if (out_y) out_y[c] += float(s.y);
+}
+
+}  // namespace
+
+inline void launch_add_column_sums(const double2* partial, int64_t chunks, int64_t cols, float* out_x,
+                                   float* out_y, cudaStream_t stream, const char* name) {
+  if (cols == 0) return;
+  add_column_sums<<<unsigned(cdiv(cols, kThreads)), kThreads, 0, stream>>>(partial, chunks, cols, out_x, out_y);
+  check_launch(name);
 }
 
 }  // namespace gpu

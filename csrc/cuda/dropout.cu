@@ -134,12 +134,6 @@ struct EpilogueBackward {
   }
 };
 
-// dbias[f] += sum over chunks of partial[chunk][f].x, in chunk order.
-__global__ void add_column_sums(const double2* partial, int64_t chunks, int64_t cols, float* out) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c < cols) out[c] += float(sum_partials(partial, chunks, cols, c).x);
-}
-
 template <Act A, MaskFrom M>
 void backward_run(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F,
                   float slope, const DropArgs& d, cudaStream_t stream) {
@@ -154,8 +148,7 @@ void backward_run(const float* dy, const float* y, float* dx, float* dbias, int6
   Scratch scratch(sizeof(double2) * size_t(plan.chunks * F), stream);
   double2* partial = scratch.as<double2>();
   launch_column_partials(EpilogueBackward<A, M>{dy, y, dx, slope, d, vec}, N, F, plan, partial, stream, name);
-  add_column_sums<<<unsigned(cdiv(F, kThreads)), kThreads, 0, stream>>>(partial, plan.chunks, F, dbias);
-  check_launch(name);
+  launch_add_column_sums(partial, plan.chunks, F, dbias, nullptr, stream, name);
 }
 
 template <Act A>
@@ -185,7 +178,7 @@ struct MaskBytes {
 
 __global__ void philox_one(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                            uint32_t k1, uint32_t* out) {
-  const Philox4 r = philox4x32_10(c0, c1, c2, c3, k0, k1);
+  const Philox4 r = fusetrain::philox4x32_10(c0, c1, c2, c3, k0, k1);
   for (int j = 0; j < 4; ++j) out[j] = r.v[j];
 }
 

@@ -1,0 +1,343 @@
+// Batch normalization on the GPU over x laid out (N, C, S), mirroring csrc/cpu/batchnorm.cpp.
+// Forward: per-channel sums of x and x^2 in double (column tiles when S == 1, channel planes
+// otherwise; per-block partials combined in a fixed order), one thread per channel folds them
+// into alpha = invstd*w, beta = b - mean*alpha (and the running statistics), then one quad pass
+// y = x*alpha + beta (+ReLU, +dropout). Backward: sums of dy' and dy'*(x - mean) the same way,
+// then dx = k*dy' + kx*(x - mean) + k0 per channel.
+// reference: torch.nn.functional.batch_norm; semantics in csrc/include/fusetrain/batchnorm.h.
+#include <cmath>
+
+#include "common.cuh"
+#include "fusetrain/cuda_ops.h"
+
+namespace fusetrain {
+namespace gpu {
+namespace {
+
+// Sums of (x, x^2) per channel.
+struct StatsTerms {
+  const float* x;
+  bool vec;
+  __device__ __forceinline__ double2 one(int64_t e, int64_t) const {
+    const double v = double(x[e]);
+    return make_double2(v, v * v);
+  }
+  __device__ __forceinline__ void quad(int64_t, int64_t, int64_t e0, int cnt, double2 (&acc)[4]) const {
+    float r[4];
+    load4(r, x, e0, cnt, vec);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j >= cnt) break;
+      const double v = double(r[j]);
+      acc[j].x += v;
+      acc[j].y += v * v;
+    }
+  }
+};
+
+// dy' = dy passed back through the fused ReLU and dropout (y > 0 marks the elements that pass).
+__device__ __forceinline__ float dy_through(float dy, float y, bool relu, float ds) {
+  return relu ? (y > 0.0f ? dy * ds : 0.0f) : dy;
+}
+
+// Sums of (dy', dy'*(x - mean)) per channel.
+struct GradTerms {
+  const float* dy;
+  const float* x;
+  const float* y;
+  const float* mean;
+  bool relu;
+  float ds;
+  bool vec;
+  __device__ __forceinline__ double2 one(int64_t e, int64_t c) const {
+    const double g = double(dy_through(dy[e], relu ? y[e] : 0.0f, relu, ds));
+    return make_double2(g, g * (double(x[e]) - double(mean[c])));
+  }
+  // S == 1: the quad is 4 channels c0.. of one row.
+  __device__ __forceinline__ void quad(int64_t, int64_t c0, int64_t e0, int cnt, double2 (&acc)[4]) const {
+    float g[4], xv[4], yv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    load4(g, dy, e0, cnt, vec);
+    load4(xv, x, e0, cnt, vec);
+    if (relu) load4(yv, y, e0, cnt, vec);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j >= cnt) break;
+      const double gd = double(dy_through(g[j], yv[j], relu, ds));
+      acc[j].x += gd;
+      acc[j].y += gd * (double(xv[j]) - double(mean[c0 + j]));
+    }
+  }
+};
+
+// Per-channel sums into partial[chunk][C], with the driver that suits the layout: column tiles
+// for (N, C) (S == 1, channels contiguous), channel planes otherwise.
+struct ChannelPlan {
+  ColumnPlan columns;
+  PlanePlan planes;
+  int64_t chunks;  // 0 when there is nothing to sum
+};
+
+ChannelPlan channel_plan(int64_t N, int64_t C, int64_t S) {
+  ChannelPlan p{};
+  if (N * S == 0 || C == 0) return p;
+  if (S == 1) {
+    p.columns = column_plan(N, C);
+    p.chunks = p.columns.chunks;
+  } else {
+    p.planes = plane_plan(N, C, S);
+    p.chunks = p.planes.chunks;
+  }
+  return p;
+}
+
+template <class Terms>
+void channel_partials(const Terms& terms, int64_t N, int64_t C, int64_t S, const ChannelPlan& plan,
+                      double2* partial, cudaStream_t stream, const char* name) {
+  if (plan.chunks == 0) return;
+  if (S == 1) launch_column_partials(terms, N, C, plan.columns, partial, stream, name);
+  else launch_plane_partials(terms, N, C, S, plan.planes, partial, stream, name);
+}
+
+__global__ void train_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt,
+                                   double eps, double momentum, const float* w, const float* b,
+                                   float* mean, float* invstd, float* running_mean,
+                                   float* running_var, float* alpha, float* beta) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const double2 s = sum_partials(partial, chunks, C, c);
+  const double mu = s.x / cnt;
+  const double var = fmax(s.y / cnt - mu * mu, 0.0);
+  const double is = 1.0 / sqrt(var + eps);
+  mean[c] = float(mu);
+  invstd[c] = float(is);
+  if (running_mean) {
+    running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
+    running_var[c] = float((1.0 - momentum) * double(running_var[c]) + momentum * var * cnt / (cnt - 1.0));
+  }
+  const double a = w ? is * double(w[c]) : is;
+  alpha[c] = float(a);
+  beta[c] = float((b ? double(b[c]) : 0.0) - mu * a);
+}
+
+__global__ void eval_coefficients(int64_t C, double eps, const float* w, const float* b,
+                                  const float* running_mean, const float* running_var,
+                                  float* invstd, float* alpha, float* beta) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const double is = 1.0 / sqrt(double(running_var[c]) + eps);
+  invstd[c] = float(is);
+  const double a = w ? is * double(w[c]) : is;
+  alpha[c] = float(a);
+  beta[c] = float((b ? double(b[c]) : 0.0) - double(running_mean[c]) * a);
+}
+
+// Channel index of elements e0, e0+1, ... of (N, C, S), stepped without dividing per element.
+struct ChannelCursor {
+  int64_t c, s;
+  __device__ __forceinline__ ChannelCursor(int64_t e0, int64_t C, int64_t S) {
+    const int64_t plane = e0 / S;
+    s = e0 - plane * S;
+    c = plane % C;
+  }
+  __device__ __forceinline__ void next(int64_t C, int64_t S) {
+    if (++s == S) {
+      s = 0;
+      if (++c == C) c = 0;
+    }
+  }
+};
+
+// y = x*alpha[c] + beta[c], then ReLU and dropout when asked. y may alias x.
+template <bool kDrop>
+struct ApplyForward {
+  const float* x;
+  float* y;
+  const float* alpha;
+  const float* beta;
+  int64_t C, S;
+  bool relu;
+  float scale;
+  uint32_t threshold;
+  uint64_t seed, offset;
+  bool vec;
+  __device__ __forceinline__ void operator()(int64_t e0, int cnt) const {
+    float r[4];
+    load4(r, x, e0, cnt, vec);
+    uint32_t w[4];
+    if constexpr (kDrop) dropout_words(w, seed, offset, e0, cnt);
+    ChannelCursor cur(e0, C, S);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float v = r[j] * alpha[cur.c] + beta[cur.c];
+      if (relu) v = v > 0.0f ? v : 0.0f;
+      if constexpr (kDrop) v = keep_word(w[j], threshold) ? v * scale : 0.0f;
+      r[j] = v;
+      cur.next(C, S);
+    }
+    store4(y, e0, cnt, r, vec);
+  }
+};
+
+__global__ void backward_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt,
+                                      bool need_sums, bool training, const float* w,
+                                      const float* invstd, float* dw, float* db, float* k,
+                                      float* kx, float* k0) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const double is = double(invstd[c]);
+  const double2 s = need_sums ? sum_partials(partial, chunks, C, c) : make_double2(0.0, 0.0);
+  const double sdy = s.x, sdyx = s.y;
+  if (need_sums) {
+    if (dw) dw[c] += float(sdyx * is);
+    if (db) db[c] += float(sdy);
+  }
+  const double a = w ? double(w[c]) * is : is;
+  k[c] = float(a);
+  if (training) {
+    // dx = a*dy' - a*is^2/cnt*sdyx*(x - mean) - a/cnt*sdy; (x - mean) stays a difference so a
+    // large mean does not cancel away the precision.
+    kx[c] = float(-a * is * is * sdyx / cnt);
+    k0[c] = float(-a * sdy / cnt);
+  } else {
+    kx[c] = 0.0f;
+    k0[c] = 0.0f;
+  }
+}
+
+// dx = k[c]*dy' + kx[c]*(x - mean[c]) + k0[c].
+struct ApplyBackward {
+  const float* dy;
+  const float* x;
+  const float* y;
+  const float* mean;
+  const float* k;
+  const float* kx;
+  const float* k0;
+  float* dx;
+  int64_t C, S;
+  bool relu;
+  float ds;
+  bool vec;
+  __device__ __forceinline__ void operator()(int64_t e0, int cnt) const {
+    float g[4], xv[4], yv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    load4(g, dy, e0, cnt, vec);
+    load4(xv, x, e0, cnt, vec);
+    if (relu) load4(yv, y, e0, cnt, vec);
+    ChannelCursor cur(e0, C, S);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t c = cur.c;
+      g[j] = k[c] * dy_through(g[j], yv[j], relu, ds) + kx[c] * (xv[j] - mean[c]) + k0[c];
+      cur.next(C, S);
+    }
+    store4(dx, e0, cnt, g, vec);
+  }
+};
+
+void check_sizes(int64_t N, int64_t C, int64_t S) {
+  require(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0, got N=" + std::to_string(N) +
+                                          " C=" + std::to_string(C) + " S=" + std::to_string(S));
+}
+
+unsigned channel_blocks(int64_t C) { return unsigned(cdiv(C, kThreads)); }
+
+}  // namespace
+
+void batchnorm_forward_train(const float* x, const float* w, const float* b, float* y, float* mean,
+                             float* invstd, float* running_mean, float* running_var, int64_t N,
+                             int64_t C, int64_t S, double eps, double momentum, bool relu,
+                             double dropout_p, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+  check_sizes(N, C, S);
+  const int64_t cnt = N * S, n = N * C * S;
+  require(cnt > 1, "batchnorm training needs more than 1 value per channel, got " + std::to_string(cnt));
+  require(dropout_p == 0.0 || relu, "fused dropout after batchnorm needs relu");
+  require(dropout_p >= 0.0 && dropout_p < 1.0, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
+  require(offset % 4 == 0, "dropout offset must be a multiple of 4, got " + std::to_string(offset));
+  require((running_mean == nullptr) == (running_var == nullptr),
+          "running_mean and running_var must both be given or both be null");
+  require_ptr(x, n, "x");
+  require_ptr(y, n, "out");
+  require_ptr(mean, C, "mean");
+  require_ptr(invstd, C, "invstd");
+  if (C == 0) return;
+  const char* name = "batchnorm_forward_train";
+  Scratch coef(2 * sizeof(float) * size_t(C), stream);
+  float* alpha = coef.as<float>();
+  float* beta = coef.as<float>(size_t(C));
+  const ChannelPlan plan = channel_plan(N, C, S);
+  Scratch sums(sizeof(double2) * size_t(plan.chunks * C), stream);
+  double2* partial = sums.as<double2>();
+  channel_partials(StatsTerms{x, aligned16({x}) && (S != 1 || C % 4 == 0)}, N, C, S, plan, partial,
+                   stream, name);
+  train_coefficients<<<channel_blocks(C), kThreads, 0, stream>>>(
+      partial, plan.chunks, C, double(cnt), eps, momentum, w, b, mean, invstd, running_mean, running_var,
+      alpha, beta);
+  check_launch(name);
+  const bool vec = aligned16({x, y});
+  if (dropout_p > 0.0) {
+    const ApplyForward<true> op{x, y, alpha, beta, C, S, relu, float(1.0 / (1.0 - dropout_p)),
+                                dropout_threshold(dropout_p), seed, offset, vec};
+    launch_quads(op, n, stream, name);
+  } else {
+    const ApplyForward<false> op{x, y, alpha, beta, C, S, relu, 1.0f, 0u, 0u, 0u, vec};
+    launch_quads(op, n, stream, name);
+  }
+}
+
+void batchnorm_forward_eval(const float* x, const float* w, const float* b,
+                            const float* running_mean, const float* running_var, float* y,
+                            float* invstd, int64_t N, int64_t C, int64_t S, double eps, bool relu,
+                            cudaStream_t stream) {
+  check_sizes(N, C, S);
+  const int64_t n = N * C * S;
+  require_ptr(running_mean, C, "running_mean");
+  require_ptr(running_var, C, "running_var");
+  require_ptr(invstd, C, "invstd");
+  require_ptr(x, n, "x");
+  require_ptr(y, n, "out");
+  if (C == 0) return;
+  const char* name = "batchnorm_forward_eval";
+  Scratch coef(2 * sizeof(float) * size_t(C), stream);
+  float* alpha = coef.as<float>();
+  float* beta = coef.as<float>(size_t(C));
+  eval_coefficients<<<channel_blocks(C), kThreads, 0, stream>>>(C, eps, w, b, running_mean, running_var,
+                                                                invstd, alpha, beta);
+  check_launch(name);
+  const ApplyForward<false> op{x, y, alpha, beta, C, S, relu, 1.0f, 0u, 0u, 0u, aligned16({x, y})};
+  launch_quads(op, n, stream, name);
+}
+
+void batchnorm_backward(const float* dy, const float* x, const float* y, const float* w,
+                        const float* mean, const float* invstd, float* dx, float* dw, float* db,
+                        int64_t N, int64_t C, int64_t S, bool relu, double dropout_scale,
+                        bool training, cudaStream_t stream) {
+  check_sizes(N, C, S);
+  const int64_t n = N * C * S;
+  require(!relu || y != nullptr || n == 0, "batchnorm backward with relu needs the forward output");
+  require_ptr(dy, n, "grad_out");
+  require_ptr(x, n, "x");
+  require_ptr(dx, n, "grad_input");
+  require_ptr(mean, C, "mean");
+  require_ptr(invstd, C, "invstd");
+  if (C == 0) return;
+  const char* name = "batchnorm_backward";
+  const float ds = float(dropout_scale);
+  const bool need_sums = training || dw || db;
+  const ChannelPlan plan = need_sums ? channel_plan(N, C, S) : ChannelPlan{};
+  Scratch sums(sizeof(double2) * size_t(plan.chunks * C), stream);
+  double2* partial = sums.as<double2>();
+  const bool sum_vec = aligned16({dy, x, relu ? y : nullptr}) && (S != 1 || C % 4 == 0);
+  channel_partials(GradTerms{dy, x, y, mean, relu, ds, sum_vec}, N, C, S, plan, partial, stream, name);
+  Scratch coef(3 * sizeof(float) * size_t(C), stream);
+  float* k = coef.as<float>();
+  float* kx = coef.as<float>(size_t(C));
+  float* k0 = coef.as<float>(2 * size_t(C));
+  backward_coefficients<<<channel_blocks(C), kThreads, 0, stream>>>(
+      partial, plan.chunks, C, double(N * S), need_sums, training, w, invstd, dw, db, k, kx, k0);
+  check_launch(name);
+  const bool vec = aligned16({dy, x, dx, relu ? y : nullptr});
+  launch_quads(ApplyBackward{dy, x, y, mean, k, kx, k0, dx, C, S, relu, ds, vec}, n, stream, name);
+}
+
+}  // namespace gpu
+}  // namespace fusetrain
