@@ -258,6 +258,14 @@ class Module:
         if params:
             Arena(params, device=device)
         for m in self.modules():
+            for name, v in list(m.__dict__.items()):  # unregistered Parameters (e.g. weight_norm's weight)
+                if isinstance(v, Parameter):
+                    data = v.data.astype(dtype) if dtype is not None else v.data
+                    if device == "cuda" and not backend.is_cuda_array(data):
+                        data = backend.cupy_module().asarray(data)
+                    elif device == "cpu" and backend.is_cuda_array(data):
+                        data = data.get()
+                    v._bind(data, backend.array_module(data).zeros_like(data))
             for name, b in list(m._buffers.items()):
                 if b is None:
                     continue

@@ -1,4 +1,4 @@
-"""Gradient clipping and parameter/vector helpers (weight normalization is added below)."""
+"""Gradient clipping, parameter/vector helpers and weight normalization (nn.utils.weight_norm)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import backend, ops
 from .parameter import Parameter
+from .weight_norm import remove_weight_norm, weight_norm  # noqa: F401  (nn.utils.weight_norm)
 
 
 def _params(parameters):
