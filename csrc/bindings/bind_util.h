@@ -50,5 +50,6 @@ void bind_layernorm(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_probe(py::module_& m);
+void bind_conv(py::module_& m);
 
 }  // namespace fusetrain_py

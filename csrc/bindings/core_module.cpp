@@ -20,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   bind_dropout(m);
   bind_loss(m);
   bind_probe(m);
+  bind_conv(m);
 }

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from . import numpy_ref  # noqa: F401  (the twins: baseline and float64 test oracle)
 from .batchnorm import batchnorm_backward, batchnorm_forward
+from .conv import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool1d_backward,
+                   avg_pool1d_forward, avg_pool2d_backward, avg_pool2d_forward, conv1d_backward, conv1d_forward,
+                   conv2d_backward, conv2d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
+                   max_pool2d_forward)
 from .dropout import (ACTIVATIONS, bias_act_dropout_backward, bias_act_dropout_forward, dropout_backward,
                       dropout_forward, dropout_mask, mask_bits_size)
 from .layernorm import layernorm_backward, layernorm_forward
@@ -18,4 +22,7 @@ __all__ = [
     "dropout_backward", "dropout_forward", "dropout_mask", "ema_update", "global_norm", "layernorm_backward",
     "layernorm_forward", "mask_bits_size", "probe_copy", "probe_triad", "probe_update", "rmsprop_step", "scale_",
     "sgd_step", "softmax_cross_entropy",
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool1d_backward", "avg_pool1d_forward",
+    "avg_pool2d_backward", "avg_pool2d_forward", "conv1d_backward", "conv1d_forward", "conv2d_backward",
+    "conv2d_forward", "max_pool1d_backward", "max_pool1d_forward", "max_pool2d_backward", "max_pool2d_forward",
 ]

@@ -277,3 +277,166 @@ def softmax_cross_entropy(logits, labels, *, reduction="mean"):
         grad /= N
         return total / N, grad.astype(logits.dtype, copy=False)
     return total, grad.astype(logits.dtype, copy=False)
+
+
+# ---------------------------------------------------------------- convolution and pooling
+# Images are (N, C, H, W); 1-D ops are the 2-D ones with H = 1. The column matrix has the same
+# layout as the C++ kernels': (C*KH*KW, N*OH*OW), row (c, kh, kw), column (n, oh, ow). Python
+# loops run over kernel offsets or output bins only, never over pixels, channels or samples.
+
+
+def window_out(size, k, s, p, d):
+    """PyTorch's output length of a sliding window: floor((size + 2p - d(k-1) - 1) / s) + 1."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _tap(xp, kh, kw, OH, OW, stride, dilation):
+    """The (.., OH, OW) view of padded planes xp read by kernel offset (kh, kw)."""
+    sh, sw = stride
+    h0, w0 = kh * dilation[0], kw * dilation[1]
+    return xp[..., h0:h0 + sh * (OH - 1) + 1:sh, w0:w0 + sw * (OW - 1) + 1:sw]
+
+
+def im2col2d(x, kernel, stride, padding, dilation):
+    N, C, H, W = x.shape
+    (KH, KW), (ph, pw) = kernel, padding
+    OH = window_out(H, KH, stride[0], ph, dilation[0])
+    OW = window_out(W, KW, stride[1], pw, dilation[1])
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    col = np.empty((C, KH, KW, N, OH, OW), x.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            col[:, kh, kw] = _tap(xp, kh, kw, OH, OW, stride, dilation).transpose(1, 0, 2, 3)
+    return col.reshape(C * KH * KW, N * OH * OW)
+
+
+def col2im2d(col, x_shape, kernel, stride, padding, dilation):
+    N, C, H, W = x_shape
+    (KH, KW), (ph, pw) = kernel, padding
+    OH = window_out(H, KH, stride[0], ph, dilation[0])
+    OW = window_out(W, KW, stride[1], pw, dilation[1])
+    c6 = col.reshape(C, KH, KW, N, OH, OW)
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), col.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            _tap(dxp, kh, kw, OH, OW, stride, dilation)[...] += c6[:, kh, kw].transpose(1, 0, 2, 3)
+    return dxp[:, :, ph:ph + H, pw:pw + W]
+
+
+def conv2d_forward(x, w, b, *, stride, padding, dilation, groups):
+    """Returns (y, col): y (N, OC, OH, OW) and the column matrix backward needs."""
+    N = x.shape[0]
+    OC, Cg, KH, KW = w.shape
+    col = im2col2d(x, (KH, KW), stride, padding, dilation)
+    OH = window_out(x.shape[2], KH, stride[0], padding[0], dilation[0])
+    OW = window_out(x.shape[3], KW, stride[1], padding[1], dilation[1])
+    G = groups
+    y = np.matmul(w.reshape(G, OC // G, Cg * KH * KW), col.reshape(G, Cg * KH * KW, -1))
+    y = y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3)
+    if b is not None:
+        y = y + b.reshape(1, OC, 1, 1)
+    return np.ascontiguousarray(y), col
+
+
+def conv2d_backward(dy, col, w, x_shape, *, stride, padding, dilation, groups, need_input_grad=True):
+    """Returns (dx or None, dw, db) for the forward above."""
+    OC, Cg, KH, KW = w.shape
+    G = groups
+    dyc = dy.transpose(1, 0, 2, 3).reshape(G, OC // G, -1)
+    colg = col.reshape(G, Cg * KH * KW, -1)
+    dw = np.matmul(dyc, colg.transpose(0, 2, 1)).reshape(w.shape)
+    db = dy.sum(axis=(0, 2, 3))
+    dx = None
+    if need_input_grad:
+        dcol = np.matmul(w.reshape(G, OC // G, -1).transpose(0, 2, 1), dyc).reshape(col.shape)
+        dx = col2im2d(dcol, x_shape, (KH, KW), stride, padding, dilation)
+    return dx, dw, db
+
+
+def _pool_taps(x3, kernel, stride, padding, dilation, fill):
+    """(K, P, OH, OW) stack of every kernel offset's view of planes x3 (P, H, W) padded with fill."""
+    P, H, W = x3.shape
+    (KH, KW), (ph, pw) = kernel, padding
+    OH = window_out(H, KH, stride[0], ph, dilation[0])
+    OW = window_out(W, KW, stride[1], pw, dilation[1])
+    xp = np.pad(x3, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    taps = np.stack([_tap(xp, kh, kw, OH, OW, stride, dilation) for kh in range(KH) for kw in range(KW)])
+    return taps, OH, OW
+
+
+def max_pool2d_forward(x3, kernel, stride, padding, dilation):
+    """Max over each window of planes x3 (P, H, W). Returns (y, idx): idx is the flat position
+    ih*W + iw of the first maximum (a NaN counts as the maximum)."""
+    P, H, W = x3.shape
+    taps, OH, OW = _pool_taps(x3, kernel, stride, padding, dilation, -np.inf)
+    k = np.argmax(taps, axis=0)
+    y = np.take_along_axis(taps, k[None], axis=0)[0]
+    KW = kernel[1]
+    oh = np.arange(OH).reshape(1, OH, 1)
+    ow = np.arange(OW).reshape(1, 1, OW)
+    ih = oh * stride[0] - padding[0] + (k // KW) * dilation[0]
+    iw = ow * stride[1] - padding[1] + (k % KW) * dilation[1]
+    return y, (ih * W + iw).astype(np.int32)
+
+
+def max_pool2d_backward(dy3, idx, in_hw):
+    """dx (P, H, W): each dy routed to its argmax, summed where windows share a maximum."""
+    P = dy3.shape[0]
+    H, W = in_hw
+    dx = np.zeros((P, H * W), dy3.dtype)
+    rows = np.broadcast_to(np.arange(P).reshape(P, 1), (P, idx[0].size if P else 0))
+    np.add.at(dx, (rows, idx.reshape(P, -1)), dy3.reshape(P, -1))
+    return dx.reshape(P, H, W)
+
+
+def _avg_divisor(in_hw, kernel, stride, padding, out_hw, count_include_pad):
+    """(OH, OW) divisors: window size clipped to the padded input, or its count of real pixels."""
+    def axis(size, k, s, p, o):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, size + p)
+        padded = end - start
+        real = np.minimum(end, size) - np.maximum(start, 0)
+        return padded, real
+    ph_, rh = axis(in_hw[0], kernel[0], stride[0], padding[0], out_hw[0])
+    pw_, rw = axis(in_hw[1], kernel[1], stride[1], padding[1], out_hw[1])
+    return np.outer(ph_, pw_) if count_include_pad else np.outer(rh, rw)
+
+
+def avg_pool2d_forward(x3, kernel, stride, padding, count_include_pad):
+    taps, OH, OW = _pool_taps(x3, kernel, stride, padding, (1, 1), 0)
+    div = _avg_divisor(x3.shape[1:], kernel, stride, padding, (OH, OW), count_include_pad)
+    return (taps.sum(axis=0) / div).astype(x3.dtype, copy=False)
+
+
+def avg_pool2d_backward(dy3, in_hw, kernel, stride, padding, count_include_pad):
+    P, OH, OW = dy3.shape
+    H, W = in_hw
+    (KH, KW), (ph, pw) = kernel, padding
+    g = (dy3 / _avg_divisor(in_hw, kernel, stride, padding, (OH, OW), count_include_pad)).astype(dy3.dtype)
+    dxp = np.zeros((P, H + 2 * ph, W + 2 * pw), dy3.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            _tap(dxp, kh, kw, OH, OW, stride, (1, 1))[...] += g
+    return dxp[:, ph:ph + H, pw:pw + W]
+
+
+def _adaptive_matrix(size, out, dtype):
+    """(out, size) averaging matrix: row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
+    i = np.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    j = np.arange(size)
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return (inside / np.maximum(end - start, 1)[:, None]).astype(dtype)
+
+
+def adaptive_avg_pool2d_forward(x3, out_hw):
+    Ah = _adaptive_matrix(x3.shape[1], out_hw[0], x3.dtype)
+    Aw = _adaptive_matrix(x3.shape[2], out_hw[1], x3.dtype)
+    return np.matmul(np.matmul(Ah, x3), Aw.T)
+
+
+def adaptive_avg_pool2d_backward(dy3, in_hw):
+    Ah = _adaptive_matrix(in_hw[0], dy3.shape[1], dy3.dtype)
+    Aw = _adaptive_matrix(in_hw[1], dy3.shape[2], dy3.dtype)
+    return np.matmul(np.matmul(Ah.T, dy3), Aw)

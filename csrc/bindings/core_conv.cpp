@@ -1,0 +1,115 @@
+// Bindings for the convolution helpers (im2col/col2im, layout moves) and the pooling kernels.
+#include "bind_util.h"
+#include "fusetrain/conv.h"
+
+namespace fusetrain_py {
+
+namespace {
+
+fusetrain::Window2d window(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                           int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
+  fusetrain::Window2d g{H, W, KH, KW, SH, SW, PH, PW, DH, DW, 0, 0};
+  fusetrain::window2d_init(g);
+  return g;
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("im2col2d", [](py::object x, py::object col, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                       int64_t DH, int64_t DW) {
+    fusetrain::check(N >= 0 && C >= 0, "N, C must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+    const float* xp = array_ptr<float>(x, "x", N * C * H * W, false);
+    float* cp = array_ptr<float>(col, "col", C * KH * KW * N * g.OH * g.OW, true);
+    py::gil_scoped_release nogil;
+    fusetrain::im2col2d(xp, cp, N, C, g);
+  });
+  m.def("col2im2d", [](py::object col, py::object dx, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                       int64_t DH, int64_t DW) {
+    fusetrain::check(N >= 0 && C >= 0, "N, C must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+    const float* cp = array_ptr<float>(col, "col", C * KH * KW * N * g.OH * g.OW, false);
+    float* dxp = array_ptr<float>(dx, "grad_input", N * C * H * W, true);
+    py::gil_scoped_release nogil;
+    fusetrain::col2im2d(cp, dxp, N, C, g);
+  });
+  m.def("cn_to_nc", [](py::object src, py::object bias, py::object dst, int64_t N, int64_t C, int64_t S) {
+    fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
+    const float* sp = array_ptr<float>(src, "src", N * C * S, false);
+    const float* bp = array_ptr<float>(bias, "bias", C, false, true);
+    float* dp = array_ptr<float>(dst, "out", N * C * S, true);
+    py::gil_scoped_release nogil;
+    fusetrain::cn_to_nc(sp, bp, dp, N, C, S);
+  });
+  m.def("nc_to_cn", [](py::object src, py::object dst, py::object dbias, int64_t N, int64_t C, int64_t S) {
+    fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
+    const float* sp = array_ptr<float>(src, "src", N * C * S, false);
+    float* dp = array_ptr<float>(dst, "out", N * C * S, true);
+    float* bp = array_ptr<float>(dbias, "grad_bias", C, true, true);
+    py::gil_scoped_release nogil;
+    fusetrain::nc_to_cn(sp, dp, bp, N, C, S);
+  });
+  m.def("maxpool2d_forward", [](py::object x, py::object y, py::object idx, int64_t P, int64_t H, int64_t W,
+                                int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                int64_t DH, int64_t DW) {
+    fusetrain::check(P >= 0, "P must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+    const float* xp = array_ptr<float>(x, "x", P * H * W, false);
+    float* yp = array_ptr<float>(y, "out", P * g.OH * g.OW, true);
+    int32_t* ip = array_ptr<int32_t>(idx, "indices", P * g.OH * g.OW, true);
+    py::gil_scoped_release nogil;
+    fusetrain::maxpool2d_forward(xp, yp, ip, P, g);
+  });
+  m.def("maxpool2d_backward", [](py::object dy, py::object idx, py::object dx, int64_t P, int64_t H, int64_t W,
+                                 int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                 int64_t DH, int64_t DW) {
+    fusetrain::check(P >= 0, "P must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+    const float* dyp = array_ptr<float>(dy, "grad_out", P * g.OH * g.OW, false);
+    const int32_t* ip = array_ptr<int32_t>(idx, "indices", P * g.OH * g.OW, false);
+    float* dxp = array_ptr<float>(dx, "grad_input", P * H * W, true);
+    py::gil_scoped_release nogil;
+    fusetrain::maxpool2d_backward(dyp, ip, dxp, P, g);
+  });
+  m.def("avgpool2d_forward", [](py::object x, py::object y, int64_t P, int64_t H, int64_t W, int64_t KH,
+                                int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                bool count_include_pad) {
+    fusetrain::check(P >= 0, "P must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, 1, 1);
+    const float* xp = array_ptr<float>(x, "x", P * H * W, false);
+    float* yp = array_ptr<float>(y, "out", P * g.OH * g.OW, true);
+    py::gil_scoped_release nogil;
+    fusetrain::avgpool2d_forward(xp, yp, P, g, count_include_pad);
+  });
+  m.def("avgpool2d_backward", [](py::object dy, py::object dx, int64_t P, int64_t H, int64_t W, int64_t KH,
+                                 int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                 bool count_include_pad) {
+    fusetrain::check(P >= 0, "P must be >= 0");
+    const auto g = window(H, W, KH, KW, SH, SW, PH, PW, 1, 1);
+    const float* dyp = array_ptr<float>(dy, "grad_out", P * g.OH * g.OW, false);
+    float* dxp = array_ptr<float>(dx, "grad_input", P * H * W, true);
+    py::gil_scoped_release nogil;
+    fusetrain::avgpool2d_backward(dyp, dxp, P, g, count_include_pad);
+  });
+  m.def("adaptive_avgpool2d_forward", [](py::object x, py::object y, int64_t P, int64_t H, int64_t W,
+                                         int64_t OH, int64_t OW) {
+    fusetrain::check(P >= 0 && H >= 0 && W >= 0 && OH >= 1 && OW >= 1, "bad adaptive pooling sizes");
+    const float* xp = array_ptr<float>(x, "x", P * H * W, false);
+    float* yp = array_ptr<float>(y, "out", P * OH * OW, true);
+    py::gil_scoped_release nogil;
+    fusetrain::adaptive_avgpool2d_forward(xp, yp, P, H, W, OH, OW);
+  });
+  m.def("adaptive_avgpool2d_backward", [](py::object dy, py::object dx, int64_t P, int64_t H, int64_t W,
+                                          int64_t OH, int64_t OW) {
+    fusetrain::check(P >= 0 && H >= 0 && W >= 0 && OH >= 1 && OW >= 1, "bad adaptive pooling sizes");
+    const float* dyp = array_ptr<float>(dy, "grad_out", P * OH * OW, false);
+    float* dxp = array_ptr<float>(dx, "grad_input", P * H * W, true);
+    py::gil_scoped_release nogil;
+    fusetrain::adaptive_avgpool2d_backward(dyp, dxp, P, H, W, OH, OW);
+  });
+}
+
+}  // namespace fusetrain_py

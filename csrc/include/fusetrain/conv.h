@@ -1,0 +1,66 @@
+// Convolution helpers (im2col / col2im, layout moves with a fused bias) and pooling kernels.
+// Convolution = im2col + one BLAS GEMM per group (done by the caller with numpy.matmul); these
+// kernels do everything around the GEMM. 1-D ops are the 2-D ones with H = 1, KH = 1.
+//
+// Layouts: images x are (N, C, H, W) row-major. The column matrix is laid out
+// (C*KH*KW, N*OH*OW) -- row r = (c, kh, kw), column = (n, oh, ow) -- so that a convolution's
+// forward, weight gradient and input gradient are each a single large GEMM over the whole batch
+// (W (OC, C*KH*KW) @ col gives the output in (OC, N*OH*OW) "channel-major" order).
+// Output sizes follow PyTorch: OH = (H + 2*PH - DH*(KH-1) - 1) / SH + 1 (floor).
+// Gradient convention: input gradients are overwritten (=), parameter gradients accumulate (+=).
+// reference: torch.nn.functional.conv2d / unfold / fold, max_pool2d, avg_pool2d,
+// adaptive_avg_pool2d.
+#pragma once
+#include <cstdint>
+
+namespace fusetrain {
+
+// Geometry of a 2-D sliding window (convolution or pooling) over (H, W) planes.
+struct Window2d {
+  int64_t H, W;    // input plane
+  int64_t KH, KW;  // kernel
+  int64_t SH, SW;  // stride (>= 1)
+  int64_t PH, PW;  // zero padding on each side (>= 0)
+  int64_t DH, DW;  // dilation (>= 1)
+  int64_t OH, OW;  // output plane, from the formula above
+};
+
+// Fills OH/OW from the rest; throws std::invalid_argument when the window does not fit.
+void window2d_init(Window2d& g);
+
+// x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW); padded positions are 0.
+void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& g);
+
+// The adjoint of im2col2d: dx (N, C, H, W) = sum of col entries that read each input pixel.
+// dx is overwritten. Parallel over (n, c) planes, so the sum order is fixed (deterministic).
+void col2im2d(const float* col, float* dx, int64_t N, int64_t C, const Window2d& g);
+
+// src: (C, N*S) channel-major -> dst: (N, C, S), adding bias[c] (bias may be null).
+void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_t C, int64_t S);
+
+// src: (N, C, S) -> dst: (C, N*S); dbias (C,) += per-channel sums of src when not null
+// (summed in double). Used for dy before the weight/input-gradient GEMMs.
+void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S);
+
+// Max pooling over P = N*C planes. y: (P, OH, OW); idx: (P, OH, OW) flat index ih*W + iw of the
+// chosen input (PyTorch's convention); the first NaN wins, ties keep the first. Padding is -inf.
+void maxpool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g);
+// dx: (P, H, W) overwritten: dy routed to the argmax positions (summed where windows overlap).
+void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P,
+                        const Window2d& g);
+
+// Average pooling (dilation must be 1). count_include_pad: divide by the window size clipped to
+// the padded input (PyTorch's default), else by the number of real pixels in the window.
+void avgpool2d_forward(const float* x, float* y, int64_t P, const Window2d& g,
+                       bool count_include_pad);
+void avgpool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g,
+                        bool count_include_pad);
+
+// Adaptive average pooling of (P, H, W) to (P, OH, OW): bin i spans
+// [floor(i*H/OH), ceil((i+1)*H/OH)).
+void adaptive_avgpool2d_forward(const float* x, float* y, int64_t P, int64_t H, int64_t W,
+                                int64_t OH, int64_t OW);
+void adaptive_avgpool2d_backward(const float* dy, float* dx, int64_t P, int64_t H, int64_t W,
+                                 int64_t OH, int64_t OW);
+
+}  // namespace fusetrain

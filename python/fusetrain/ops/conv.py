@@ -1,0 +1,370 @@
+"""Convolution and pooling ops on (N, C, L) and (N, C, H, W) arrays. A convolution is im2col (C++)
++ one numpy.matmul (BLAS) per group + a layout move with the bias fused (C++); backward reuses the
+forward's column matrix. Pooling runs whole in C++. Definitions follow torch.nn.functional."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check as C
+from . import numpy_ref as ref
+from ._dispatch import core, empty, use_numpy
+
+
+def _ints(v, n: int, name: str, lo: int) -> tuple:
+    """An int or a sequence of n ints, each >= lo, as a tuple of n Python ints."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(vals) != n or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in vals):
+        raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {v!r}")
+    if any(a < lo for a in vals):
+        raise ValueError(f"{name} must be >= {lo}, got {v!r}")
+    return tuple(int(a) for a in vals)
+
+
+def _out_len(size, k, s, p, d, what):
+    o = ref.window_out(size, k, s, p, d)
+    if o < 1:
+        raise ValueError(
+            f"{what}: the kernel (size {k}, dilation {d}) does not fit the input of length {size} "
+            f"with padding {p} (output length would be {o})")
+    return o
+
+
+def _no_host(x, name):
+    if C.is_cuda_array(x):
+        raise NotImplementedError(f"{name}: convolution and pooling run on the CPU only (got a cupy array)")
+
+
+def _buffer(buf, name, shape, like, dtype=None):
+    """A caller-provided output/scratch array of exactly this shape, or a fresh one."""
+    if buf is None:
+        return empty(like, shape, dtype)
+    return C.array(buf, name, inplace=True, shape=shape, dtype=dtype or np.float32)
+
+
+# ---------------------------------------------------------------- convolution
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    N, Cin, H, W = x_shape
+    OC, Cg, KH, KW = w_shape
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if Cin != Cg * groups:
+        raise ValueError(
+            f"x has {Cin} channels but weight {tuple(w_shape)} with groups={groups} expects "
+            f"{Cg * groups} (= weight.shape[1] * groups)")
+    if OC % groups:
+        raise ValueError(f"out channels ({OC}) must be divisible by groups ({groups})")
+    OH = _out_len(H, KH, stride[0], padding[0], dilation[0], "conv height")
+    OW = _out_len(W, KW, stride[1], padding[1], dilation[1], "conv width")
+    return N, Cin, H, W, OC, Cg, KH, KW, OH, OW
+
+
+def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, out=None,
+                   col=None, workspace=None):
+    """Returns (y, col). x (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) or None.
+
+    col (C*KH*KW, N*OH*OW) is the column matrix conv2d_backward needs; backward overwrites it
+    (it doubles as the input-gradient scratch), so run one backward per forward. out, col and
+    workspace ((OC, N*OH*OW) scratch) may be passed to reuse buffers across steps.
+    """
+    x = C.array(x, "x", ndim=4)
+    _no_host(x, "conv2d")
+    weight = C.array(weight, "weight", ndim=4)
+    stride = _ints(stride, 2, "stride", 1)
+    padding = _ints(padding, 2, "padding", 0)
+    dilation = _ints(dilation, 2, "dilation", 1)
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = _conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    bias = C.optional(bias, "bias", shape=(OC,))
+    out = _buffer(out, "out", (N, OC, OH, OW), x)
+    col = _buffer(col, "col", (Cin * KH * KW, N * OH * OW), x)
+    if use_numpy():
+        y, c = ref.conv2d_forward(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups)
+        out[...] = y
+        col[...] = c
+        return out, col
+    G, K, NS = groups, Cg * KH * KW, N * OH * OW
+    work = _buffer(workspace, "workspace", (OC, NS), x)
+    core().im2col2d(x, col, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
+    if G == 1:
+        np.matmul(weight.reshape(OC, K), col, out=work)
+    else:
+        np.matmul(weight.reshape(G, OC // G, K), col.reshape(G, K, NS), out=work.reshape(G, OC // G, NS))
+    core().cn_to_nc(work, bias, out, N, OC, OH * OW)
+    return out, col
+
+
+def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                    grad_input=None, grad_weight=None, grad_bias=None, need_input_grad=True,
+                    workspace=None):
+    """Returns grad_input (N, C, H, W), or None when need_input_grad is False.
+
+    grad_weight (OC, C/groups, KH, KW) and grad_bias (OC,) are accumulated (+=) when given.
+    col is the forward's column matrix; it is overwritten here.
+    """
+    weight = C.array(weight, "weight", ndim=4)
+    grad_out = C.array(grad_out, "grad_out", ndim=4)
+    _no_host(grad_out, "conv2d")
+    stride = _ints(stride, 2, "stride", 1)
+    padding = _ints(padding, 2, "padding", 0)
+    dilation = _ints(dilation, 2, "dilation", 1)
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape must be (N, C, H, W), got {tuple(x_shape)}")
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = _conv_geometry(
+        tuple(x_shape), weight.shape, stride, padding, dilation, groups)
+    if tuple(grad_out.shape) != (N, OC, OH, OW):
+        raise ValueError(f"grad_out must have shape {(N, OC, OH, OW)}, got {tuple(grad_out.shape)}")
+    G, K, NS = groups, Cg * KH * KW, N * OH * OW
+    col = C.array(col, "col", inplace=True, shape=(Cin * KH * KW, NS))
+    grad_weight = C.optional(grad_weight, "grad_weight", inplace=True, shape=weight.shape)
+    grad_bias = C.optional(grad_bias, "grad_bias", inplace=True, shape=(OC,))
+    if need_input_grad:
+        grad_input = _buffer(grad_input, "grad_input", (N, Cin, H, W), grad_out)
+    else:
+        grad_input = None
+    if use_numpy():
+        dx, dw, db = ref.conv2d_backward(grad_out, col, weight, (N, Cin, H, W), stride=stride,
+                                         padding=padding, dilation=dilation, groups=groups,
+                                         need_input_grad=need_input_grad)
+        if grad_weight is not None:
+            grad_weight += dw
+        if grad_bias is not None:
+            grad_bias += db
+        if need_input_grad:
+            grad_input[...] = dx
+        return grad_input
+    work = _buffer(workspace, "workspace", (OC, NS), grad_out)
+    core().nc_to_cn(grad_out, work, grad_bias, N, OC, OH * OW)
+    dyg = work.reshape(G, OC // G, NS)
+    colg = col.reshape(G, K, NS)
+    if grad_weight is not None:
+        grad_weight += np.matmul(dyg, colg.transpose(0, 2, 1)).reshape(weight.shape)
+    if need_input_grad:
+        np.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
+        core().col2im2d(col, grad_input, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
+    return grad_input
+
+
+def _as2d(arr, name):
+    """(N, C, L) -> (N, C, 1, L) view (and None stays None)."""
+    if arr is None:
+        return None
+    arr = C.array(arr, name, ndim=3)
+    return arr.reshape(arr.shape[0], arr.shape[1], 1, arr.shape[2])
+
+
+def conv1d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, out=None,
+                   col=None, workspace=None):
+    """Returns (y, col) for x (N, C, L), weight (OC, C/groups, K); see conv2d_forward."""
+    x4, w4 = _as2d(x, "x"), _as2d(weight, "weight")
+    s, p, d = (_ints(v, 1, n, lo)[0] for v, n, lo in ((stride, "stride", 1), (padding, "padding", 0),
+                                                      (dilation, "dilation", 1)))
+    if out is not None:
+        out = C.array(out, "out", inplace=True, ndim=3)
+        out = out.reshape(out.shape[0], out.shape[1], 1, out.shape[2])
+    y, col = conv2d_forward(x4, w4, bias, stride=(1, s), padding=(0, p), dilation=(1, d), groups=groups,
+                            out=out, col=col, workspace=workspace)
+    return y.reshape(y.shape[0], y.shape[1], y.shape[3]), col
+
+
+def conv1d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                    grad_input=None, grad_weight=None, grad_bias=None, need_input_grad=True,
+                    workspace=None):
+    """Returns grad_input (N, C, L) or None; grad_weight/grad_bias accumulated; see conv2d_backward."""
+    s, p, d = (_ints(v, 1, n, lo)[0] for v, n, lo in ((stride, "stride", 1), (padding, "padding", 0),
+                                                      (dilation, "dilation", 1)))
+    if len(x_shape) != 3:
+        raise ValueError(f"x_shape must be (N, C, L), got {tuple(x_shape)}")
+    N, Cin, L = x_shape
+    gw = None if grad_weight is None else _as2d(C.array(grad_weight, "grad_weight", inplace=True, ndim=3),
+                                                "grad_weight")
+    gi = None if grad_input is None else _as2d(C.array(grad_input, "grad_input", inplace=True, ndim=3),
+                                               "grad_input")
+    dx = conv2d_backward(_as2d(grad_out, "grad_out"), col, _as2d(weight, "weight"), (N, Cin, 1, L),
+                         stride=(1, s), padding=(0, p), dilation=(1, d), groups=groups, grad_input=gi,
+                         grad_weight=gw, grad_bias=grad_bias, need_input_grad=need_input_grad,
+                         workspace=workspace)
+    return None if dx is None else dx.reshape(N, Cin, L)
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_args(x_shape, dims, kernel_size, stride, padding, dilation, what, max_pool):
+    k = _ints(kernel_size, dims, "kernel_size", 1)
+    s = k if stride is None else _ints(stride, dims, "stride", 1)
+    p = _ints(padding, dims, "padding", 0)
+    d = _ints(dilation, dims, "dilation", 1)
+    for ki, pi, di in zip(k, p, d):
+        eff = di * (ki - 1) + 1 if max_pool else ki
+        if 2 * pi > eff:
+            raise ValueError(f"{what}: padding ({padding!r}) must be at most half of the effective kernel "
+                             f"size ({eff})")
+    spatial = tuple(x_shape[2:])
+    out = tuple(_out_len(n, ki, si, pi, di, what) for n, ki, si, pi, di in zip(spatial, k, s, p, d))
+    if dims == 1:  # a 1-D op is the 2-D op on (N*C, 1, L) planes
+        k, s, p, d, spatial, out = (1, *k), (1, *s), (0, *p), (1, *d), (1, *spatial), (1, *out)
+    return k, s, p, d, spatial, out
+
+
+def _pool_input(x, name, dims):
+    x = C.array(x, name, ndim=dims + 2)
+    _no_host(x, "pooling")
+    return x
+
+
+def _max_pool_forward(x, dims, kernel_size, stride, padding, dilation, out, indices):
+    x = _pool_input(x, "x", dims)
+    k, s, p, d, (H, W), (OH, OW) = _pool_args(x.shape, dims, kernel_size, stride, padding, dilation,
+                                              f"max_pool{dims}d", True)
+    oshape = x.shape[:2] + ((OW,) if dims == 1 else (OH, OW))
+    out = _buffer(out, "out", oshape, x)
+    indices = _buffer(indices, "indices", oshape, x, np.int32)
+    P = x.shape[0] * x.shape[1]
+    if use_numpy():
+        y, idx = ref.max_pool2d_forward(x.reshape(P, H, W), k, s, p, d)
+        out.reshape(P, OH, OW)[...] = y
+        indices.reshape(P, OH, OW)[...] = idx
+    else:
+        core().maxpool2d_forward(x, out, indices, P, H, W, *k, *s, *p, *d)
+    return out, indices
+
+
+def _max_pool_backward(grad_out, indices, input_shape, dims, kernel_size, stride, padding, dilation,
+                       grad_input):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != dims + 2:
+        raise ValueError(f"input_shape must have {dims + 2} dimensions, got {input_shape}")
+    k, s, p, d, (H, W), (OH, OW) = _pool_args(input_shape, dims, kernel_size, stride, padding, dilation,
+                                              f"max_pool{dims}d", True)
+    oshape = input_shape[:2] + ((OW,) if dims == 1 else (OH, OW))
+    grad_out = C.array(grad_out, "grad_out", shape=oshape)
+    _no_host(grad_out, "pooling")
+    indices = C.array(indices, "indices", dtype=np.int32, shape=oshape)
+    grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
+    P = input_shape[0] * input_shape[1]
+    if use_numpy():
+        grad_input.reshape(P, H, W)[...] = ref.max_pool2d_backward(grad_out.reshape(P, OH, OW),
+                                                                   indices.reshape(P, OH, OW), (H, W))
+    else:
+        core().maxpool2d_backward(grad_out, indices, grad_input, P, H, W, *k, *s, *p, *d)
+    return grad_input
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, *, out=None, indices=None):
+    """Returns (y, indices) for x (N, C, H, W); indices (int32) are flat positions ih*W + iw in
+    each input plane, as torch's return_indices gives. stride defaults to kernel_size."""
+    return _max_pool_forward(x, 2, kernel_size, stride, padding, dilation, out, indices)
+
+
+def max_pool2d_backward(grad_out, indices, input_shape, kernel_size, stride=None, padding=0, dilation=1, *,
+                        grad_input=None):
+    """Returns grad_input (N, C, H, W): grad_out routed to the forward's argmax positions."""
+    return _max_pool_backward(grad_out, indices, input_shape, 2, kernel_size, stride, padding, dilation,
+                              grad_input)
+
+
+def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, *, out=None, indices=None):
+    """Returns (y, indices) for x (N, C, L); indices are positions along L."""
+    return _max_pool_forward(x, 1, kernel_size, stride, padding, dilation, out, indices)
+
+
+def max_pool1d_backward(grad_out, indices, input_shape, kernel_size, stride=None, padding=0, dilation=1, *,
+                        grad_input=None):
+    return _max_pool_backward(grad_out, indices, input_shape, 1, kernel_size, stride, padding, dilation,
+                              grad_input)
+
+
+def _avg_pool_forward(x, dims, kernel_size, stride, padding, count_include_pad, out):
+    x = _pool_input(x, "x", dims)
+    k, s, p, _, (H, W), (OH, OW) = _pool_args(x.shape, dims, kernel_size, stride, padding, 1,
+                                              f"avg_pool{dims}d", False)
+    out = _buffer(out, "out", x.shape[:2] + ((OW,) if dims == 1 else (OH, OW)), x)
+    P = x.shape[0] * x.shape[1]
+    if use_numpy():
+        out.reshape(P, OH, OW)[...] = ref.avg_pool2d_forward(x.reshape(P, H, W), k, s, p, bool(count_include_pad))
+    else:
+        core().avgpool2d_forward(x, out, P, H, W, *k, *s, *p, bool(count_include_pad))
+    return out
+
+
+def _avg_pool_backward(grad_out, input_shape, dims, kernel_size, stride, padding, count_include_pad,
+                       grad_input):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != dims + 2:
+        raise ValueError(f"input_shape must have {dims + 2} dimensions, got {input_shape}")
+    k, s, p, _, (H, W), (OH, OW) = _pool_args(input_shape, dims, kernel_size, stride, padding, 1,
+                                              f"avg_pool{dims}d", False)
+    grad_out = C.array(grad_out, "grad_out", shape=input_shape[:2] + ((OW,) if dims == 1 else (OH, OW)))
+    _no_host(grad_out, "pooling")
+    grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
+    P = input_shape[0] * input_shape[1]
+    if use_numpy():
+        grad_input.reshape(P, H, W)[...] = ref.avg_pool2d_backward(grad_out.reshape(P, OH, OW), (H, W), k, s, p,
+                                                                   bool(count_include_pad))
+    else:
+        core().avgpool2d_backward(grad_out, grad_input, P, H, W, *k, *s, *p, bool(count_include_pad))
+    return grad_input
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, out=None):
+    """Average over each window of x (N, C, H, W); count_include_pad as torch (default True)."""
+    return _avg_pool_forward(x, 2, kernel_size, stride, padding, count_include_pad, out)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, count_include_pad=True, *,
+                        grad_input=None):
+    return _avg_pool_backward(grad_out, input_shape, 2, kernel_size, stride, padding, count_include_pad,
+                              grad_input)
+
+
+def avg_pool1d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True, *, out=None):
+    """Average over each window of x (N, C, L)."""
+    return _avg_pool_forward(x, 1, kernel_size, stride, padding, count_include_pad, out)
+
+
+def avg_pool1d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0, count_include_pad=True, *,
+                        grad_input=None):
+    return _avg_pool_backward(grad_out, input_shape, 1, kernel_size, stride, padding, count_include_pad,
+                              grad_input)
+
+
+def _adaptive_size(output_size, dims, in_spatial):
+    vals = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * dims
+    if len(vals) != dims:
+        raise TypeError(f"output_size must be an int or a sequence of {dims}, got {output_size!r}")
+    # None keeps that input dimension, as in torch.
+    vals = tuple(n if v is None else v for v, n in zip(vals, in_spatial))
+    return _ints(vals, dims, "output_size", 1)
+
+
+def adaptive_avg_pool2d_forward(x, output_size, *, out=None):
+    """Adaptive average pooling of x (N, C, H, W) to output_size (int, pair, None keeps a size)."""
+    x = _pool_input(x, "x", 2)
+    N, Ch, H, W = x.shape
+    OH, OW = _adaptive_size(output_size, 2, (H, W))
+    out = _buffer(out, "out", (N, Ch, OH, OW), x)
+    if use_numpy():
+        out.reshape(N * Ch, OH, OW)[...] = ref.adaptive_avg_pool2d_forward(x.reshape(N * Ch, H, W), (OH, OW))
+    else:
+        core().adaptive_avgpool2d_forward(x, out, N * Ch, H, W, OH, OW)
+    return out
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape, *, grad_input=None):
+    """grad_input (N, C, H, W) of adaptive_avg_pool2d_forward; the output size is grad_out's."""
+    grad_out = _pool_input(grad_out, "grad_out", 2)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 4 or input_shape[:2] != tuple(grad_out.shape[:2]):
+        raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {tuple(grad_out.shape[:2])}, "
+                         f"got {input_shape}")
+    N, Ch, H, W = input_shape
+    OH, OW = grad_out.shape[2:]
+    grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
+    if use_numpy():
+        grad_input.reshape(N * Ch, H, W)[...] = ref.adaptive_avg_pool2d_backward(
+            grad_out.reshape(N * Ch, OH, OW), (H, W))
+    else:
+        core().adaptive_avgpool2d_backward(grad_out, grad_input, N * Ch, H, W, OH, OW)
+    return grad_input
