@@ -20,7 +20,9 @@ def _ints(v, n: int, name: str, lo: int) -> tuple:
     return tuple(int(a) for a in vals)
 
 
-def _out_len(size, k, s, p, d, what):
+def window_out_size(size, k, s, p, d, what="window"):
+    """PyTorch's output length of a sliding window (convolution or pooling) over ``size`` inputs;
+    raises ValueError naming ``what`` when the (dilated) kernel does not fit the padded input."""
     o = ref.window_out(size, k, s, p, d)
     if o < 1:
         raise ValueError(
@@ -55,8 +57,8 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
             f"{Cg * groups} (= weight.shape[1] * groups)")
     if OC % groups:
         raise ValueError(f"out channels ({OC}) must be divisible by groups ({groups})")
-    OH = _out_len(H, KH, stride[0], padding[0], dilation[0], "conv height")
-    OW = _out_len(W, KW, stride[1], padding[1], dilation[1], "conv width")
+    OH = window_out_size(H, KH, stride[0], padding[0], dilation[0], "conv height")
+    OW = window_out_size(W, KW, stride[1], padding[1], dilation[1], "conv width")
     return N, Cin, H, W, OC, Cg, KH, KW, OH, OW
 
 
@@ -139,7 +141,10 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
     dyg = work.reshape(G, OC // G, NS)
     colg = col.reshape(G, K, NS)
     if grad_weight is not None:
-        grad_weight += np.matmul(dyg, colg.transpose(0, 2, 1)).reshape(weight.shape)
+        # dW^T = col @ dy^T: with the long N*OH*OW axis as BLAS's inner dimension of both
+        # operands this runs 2-8x faster in OpenBLAS than dy @ col^T (measured).
+        gw = grad_weight.reshape(G, OC // G, K)
+        gw += np.matmul(colg, dyg.transpose(0, 2, 1)).transpose(0, 2, 1)
     if need_input_grad:
         np.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
         core().col2im2d(col, grad_input, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
@@ -202,7 +207,7 @@ def _pool_args(x_shape, dims, kernel_size, stride, padding, dilation, what, max_
             raise ValueError(f"{what}: padding ({padding!r}) must be at most half of the effective kernel "
                              f"size ({eff})")
     spatial = tuple(x_shape[2:])
-    out = tuple(_out_len(n, ki, si, pi, di, what) for n, ki, si, pi, di in zip(spatial, k, s, p, d))
+    out = tuple(window_out_size(n, ki, si, pi, di, what) for n, ki, si, pi, di in zip(spatial, k, s, p, d))
     if dims == 1:  # a 1-D op is the 2-D op on (N*C, 1, L) planes
         k, s, p, d, spatial, out = (1, *k), (1, *s), (0, *p), (1, *d), (1, *spatial), (1, *out)
     return k, s, p, d, spatial, out

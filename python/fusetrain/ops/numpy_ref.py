@@ -344,7 +344,7 @@ def conv2d_backward(dy, col, w, x_shape, *, stride, padding, dilation, groups, n
     G = groups
     dyc = dy.transpose(1, 0, 2, 3).reshape(G, OC // G, -1)
     colg = col.reshape(G, Cg * KH * KW, -1)
-    dw = np.matmul(dyc, colg.transpose(0, 2, 1)).reshape(w.shape)
+    dw = np.matmul(colg, dyc.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w.shape)
     db = dy.sum(axis=(0, 2, 3))
     dx = None
     if need_input_grad:

@@ -1,0 +1,145 @@
+"""Conv1d and Conv2d with PyTorch's arguments, weight shapes, init and state_dict keys, running
+im2col + one BLAS GEMM per group (fusetrain.ops.conv2d_forward) with reused buffers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops
+from ..ops.conv import window_out_size
+from . import init as _init
+from .linear import check_dtype
+from .module import Module
+from .parameter import Parameter
+
+
+def _tuple(v, n, name, lo):
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(vals) != n or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < lo for a in vals):
+        raise ValueError(f"{name} must be an int >= {lo} or a sequence of {n} such ints, got {v!r}")
+    return tuple(int(a) for a in vals)
+
+
+class _ConvNd(Module):
+    _dims = 2
+    _shape_doc = ""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", dtype=None):
+        super().__init__()
+        n = self._dims
+        name = type(self).__name__
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} {arg} must be a positive int, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                             f"divisible by groups ({groups})")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = _tuple(kernel_size, n, "kernel_size", 1)
+        self.stride = _tuple(stride, n, "stride", 1)
+        self.dilation = _tuple(dilation, n, "dilation", 1)
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = 0
+            elif padding == "same":
+                if any(s != 1 for s in self.stride):
+                    raise ValueError(f"{name}: padding='same' needs stride 1, got stride={stride!r}")
+                span = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+                if any(s % 2 for s in span):
+                    raise NotImplementedError(f"{name}: padding='same' with an even (dilated) kernel needs "
+                                              "asymmetric padding, which is not supported")
+                padding = tuple(s // 2 for s in span)
+            else:
+                raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        self.padding = _tuple(padding, n, "padding", 0)
+        self.padding_mode = padding_mode
+        # Set False on a network's first layer: backward then skips the (unused) input gradient
+        # and returns None.
+        self.input_grad = True
+        self.weight = Parameter(np.zeros((self.out_channels, self.in_channels // self.groups) + self.kernel_size),
+                                dtype=dtype)
+        if bias:
+            self.bias = Parameter(np.zeros(self.out_channels), dtype=dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: kaiming_uniform(a=sqrt(5)) weights, bias U(+-1/sqrt(fan_in))."""
+        _init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.data[0].size
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            _init.uniform_(self.bias, -bound, bound)
+
+    def _geometry(self, x):
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"{self!r}: expected an array input, got {type(x).__name__}")
+        if x.ndim != self._dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected input of shape {self._shape_doc} with C={self.in_channels}, "
+                             f"got shape {tuple(x.shape)}")
+        check_dtype(self, x, self.weight.data)
+        return tuple(window_out_size(n, k, s, p, d, f"{type(self).__name__} input size {n}")
+                     for n, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding,
+                                              self.dilation))
+
+    def forward(self, x):
+        w = self.weight.data
+        out_sp = self._geometry(x)
+        N = x.shape[0]
+        S = int(np.prod(out_sp))
+        rows = self.in_channels * int(np.prod(self.kernel_size))
+        y = self._buffer("y", (N, self.out_channels) + out_sp, w)
+        col = self._buffer("col", (rows, N * S), w)
+        work = self._buffer("work", (self.out_channels, N * S), w)
+        fwd = ops.conv2d_forward if self._dims == 2 else ops.conv1d_forward
+        y, col = fwd(x, w, self.bias.data if self.bias is not None else None, stride=self.stride,
+                     padding=self.padding, dilation=self.dilation, groups=self.groups, out=y, col=col,
+                     workspace=work)
+        self._cache = (tuple(x.shape), col)
+        return y
+
+    def backward(self, grad_output):
+        cache = self.__dict__.pop("_cache", None)
+        if cache is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward() (or twice for one forward: "
+                               "backward consumes the saved columns)")
+        x_shape, col = cache
+        w = self.weight.data
+        gx = self._buffer("gx", x_shape, w) if self.input_grad else None
+        work = self._buffer("work", (self.out_channels, col.shape[1]), w)
+        bwd = ops.conv2d_backward if self._dims == 2 else ops.conv1d_backward
+        return bwd(grad_output, col, w, x_shape, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                   groups=self.groups, grad_input=gx, grad_weight=self.weight.grad,
+                   grad_bias=self.bias.grad if self.bias is not None else None, need_input_grad=self.input_grad,
+                   workspace=work)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if any(self.padding):
+            s += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C, L); weight (out_channels, in_channels/groups, kernel_size)."""
+
+    _dims = 1
+    _shape_doc = "(N, C, L)"
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C, H, W); weight (out_channels, in_channels/groups, kH, kW)."""
+
+    _dims = 2
+    _shape_doc = "(N, C, H, W)"
