@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .activation import LeakyReLU, ReLU, Sigmoid, Tanh, _Activation
+from .. import backend
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
 from .module import Module
@@ -204,13 +205,7 @@ class Residual(Module):
 
 
 def _add(a, b, out):
-    if type(out).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy.add(a, b, out=out)
-    import numpy as np
-
-    return np.add(a, b, out=out)
+    return backend.array_module(out).add(a, b, out=out)
 
 
 class Concat(Module):
@@ -235,8 +230,6 @@ class Concat(Module):
         return list(self._modules.values())[idx]
 
     def forward(self, x):
-        import numpy as np
-
         for m in self.modules():
             m._drop_caches()
         outs = [b(x) for b in self._modules.values()]
@@ -252,8 +245,7 @@ class Concat(Module):
         shape = list(outs[0].shape)
         shape[dim] = sum(sizes)
         out = self._buffer("y", shape, outs[0])
-        xp = np if not type(out).__module__.startswith("cupy") else __import__("cupy")
-        xp.concatenate(outs, axis=dim, out=out)
+        backend.array_module(out).concatenate(outs, axis=dim, out=out)
         self._cache = (dim, sizes)
         return out
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import backend, ops
 from .. import random as frandom
 from . import init as _init
 from .module import Module
@@ -112,16 +112,8 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def _is_cuda(a) -> bool:
-    return type(a).__module__.startswith("cupy")
-
-
 def _matmul(a, b, out):
-    if _is_cuda(out):
-        import cupy
-
-        return cupy.matmul(a, b, out=out)
-    return np.matmul(a, b, out=out)
+    return backend.array_module(out).matmul(a, b, out=out)
 
 
 class Identity(Module):
