@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -53,12 +55,37 @@ inline bool aligned16(std::initializer_list<const void*> ptrs) {
   return true;
 }
 
-// Device scratch allocated and freed in stream order (cudaMallocAsync), so concurrent calls on
-// different streams never share a buffer and nothing waits for the device.
+// Stream-ordered pool for kernel scratch, one per device, created on first use (never at import).
+// A private pool keeps its memory between calls (the default pool would hand it back to the
+// driver at every synchronization) and leaves other libraries' pools alone.
+inline cudaMemPool_t scratch_pool() {
+  constexpr int kMaxDevices = 64;
+  static std::mutex mutex;
+  static cudaMemPool_t pools[kMaxDevices] = {};
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  require(dev >= 0 && dev < kMaxDevices, "device index out of range: " + std::to_string(dev));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (pools[dev] == nullptr) {
+    cudaMemPoolProps props = {};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = dev;
+    cudaMemPool_t pool = nullptr;
+    check_cuda(cudaMemPoolCreate(&pool, &props), "cudaMemPoolCreate");
+    uint64_t keep = uint64_t(64) << 20;  // bytes the pool may hold while idle
+    check_cuda(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    pools[dev] = pool;
+  }
+  return pools[dev];
+}
+
+// Device scratch allocated and freed in stream order, so concurrent calls on different streams
+// never share a buffer and nothing waits for the device.
 class Scratch {
  public:
   Scratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (bytes) check_cuda(cudaMallocAsync(&ptr_, bytes, stream), "cudaMallocAsync");
+    if (bytes) check_cuda(cudaMallocFromPoolAsync(&ptr_, bytes, scratch_pool(), stream), "cudaMallocFromPoolAsync");
   }
   ~Scratch() {
     if (ptr_) cudaFreeAsync(ptr_, stream_);
@@ -405,14 +432,14 @@ __global__ void add_column_sums(const double2* partial, int64_t chunks, int64_t 
   if (out_y) out_y[c] += float(s.y);
 }
 
-}  // namespace
-
 inline void launch_add_column_sums(const double2* partial, int64_t chunks, int64_t cols, float* out_x,
                                    float* out_y, cudaStream_t stream, const char* name) {
   if (cols == 0) return;
   add_column_sums<<<unsigned(cdiv(cols, kThreads)), kThreads, 0, stream>>>(partial, chunks, cols, out_x, out_y);
   check_launch(name);
 }
+
+}  // namespace
 
 }  // namespace gpu
 }  // namespace fusetrain
