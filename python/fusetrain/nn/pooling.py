@@ -146,7 +146,7 @@ class AdaptiveAvgPool2d(Module):
         _check_input(self, x, self._dims)
         x4 = x if self._dims == 2 else x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
         size = self._size2d(x)
-        oh, ow = ((x4.shape[2] if v is None else v) for v in _spatial(size, 2))
+        oh, ow = ((n if v is None else v) for v, n in zip(_spatial(size, 2), x4.shape[2:]))
         out = self._buffer("y", x4.shape[:2] + (oh, ow), x)
         y = ops.adaptive_avg_pool2d_forward(x4, (oh, ow), out=out)
         self._cache = tuple(x.shape)

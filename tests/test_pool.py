@@ -1,0 +1,172 @@
+"""Pooling: the fused kernels against their float64 NumPy twins, the layers against torch.nn
+(forward, input gradient, max-pool indices) and against central differences, and errors."""
+import numpy as np
+import pytest
+
+from fusetrain import nn, ops
+from fusetrain.backend import use_backend
+from testutils import assert_close, torch_or_skip
+
+# (kernel, stride, padding, dilation) on a (3, 5, 11, 7) input
+MAX2D = [(2, None, 0, 1), (3, 2, 1, 1), ((3, 2), (1, 2), (1, 1), (2, 1)), (5, 3, 2, 1), (1, 1, 0, 1)]
+AVG2D = [(2, None, 0, True), (3, 2, 1, True), (3, 2, 1, False), ((3, 2), (1, 2), (1, 1), False), (4, 3, 2, True)]
+ADAPTIVE2D = [1, (2, 3), (4, 4), (11, 7), (5, None), (3, 5)]
+
+
+def _x(shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("k,s,p,d", MAX2D)
+def test_max_pool2d_matches_twin(k, s, p, d):
+    x = _x((3, 5, 11, 7))
+    y, idx = ops.max_pool2d_forward(x, k, s, p, d)
+    dy = _x(y.shape, 1)
+    dx = ops.max_pool2d_backward(dy, idx, x.shape, k, s, p, d)
+    with use_backend("numpy"):
+        ry, ridx = ops.max_pool2d_forward(x.astype(np.float64), k, s, p, d)
+        rdx = ops.max_pool2d_backward(dy.astype(np.float64), ridx, x.shape, k, s, p, d)
+    np.testing.assert_array_equal(idx, ridx)
+    assert_close(y, ry, rtol=0, atol=0, name="y")
+    assert_close(dx, rdx, rtol=1e-6, atol=1e-6, name="dx")
+
+
+def test_max_pool_nan_wins_and_ties_take_first():
+    x = np.array([[[[1.0, 1.0, 0.0, np.nan], [1.0, 0.5, 2.0, 2.0]]]], np.float32)
+    y, idx = ops.max_pool2d_forward(x, 2)
+    assert y[0, 0, 0, 0] == 1.0 and idx[0, 0, 0, 0] == 0
+    assert np.isnan(y[0, 0, 0, 1]) and idx[0, 0, 0, 1] == 3
+    with use_backend("numpy"):
+        ry, ridx = ops.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(idx, ridx)
+
+
+@pytest.mark.parametrize("k,s,p,cip", AVG2D)
+def test_avg_pool2d_matches_twin(k, s, p, cip):
+    x = _x((3, 5, 11, 7))
+    y = ops.avg_pool2d_forward(x, k, s, p, cip)
+    dy = _x(y.shape, 1)
+    dx = ops.avg_pool2d_backward(dy, x.shape, k, s, p, cip)
+    with use_backend("numpy"):
+        ry = ops.avg_pool2d_forward(x.astype(np.float64), k, s, p, cip)
+        rdx = ops.avg_pool2d_backward(dy.astype(np.float64), x.shape, k, s, p, cip)
+    assert_close(y, ry, rtol=1e-6, atol=1e-6, name="y")
+    assert_close(dx, rdx, rtol=1e-6, atol=1e-6, name="dx")
+
+
+@pytest.mark.parametrize("o", ADAPTIVE2D)
+def test_adaptive_avg_pool2d_matches_twin(o):
+    x = _x((3, 5, 11, 7))
+    y = ops.adaptive_avg_pool2d_forward(x, o)
+    dy = _x(y.shape, 1)
+    dx = ops.adaptive_avg_pool2d_backward(dy, x.shape)
+    with use_backend("numpy"):
+        ry = ops.adaptive_avg_pool2d_forward(x.astype(np.float64), o)
+        rdx = ops.adaptive_avg_pool2d_backward(dy.astype(np.float64), x.shape)
+    assert_close(y, ry, rtol=1e-6, atol=1e-6, name="y")
+    assert_close(dx, rdx, rtol=1e-6, atol=1e-6, name="dx")
+
+
+def _layers_2d():
+    out = [(nn.MaxPool2d(k, s, p, d), "max_pool2d", dict(kernel_size=k, stride=s, padding=p, dilation=d))
+           for k, s, p, d in MAX2D]
+    out += [(nn.AvgPool2d(k, s, p, count_include_pad=c), "avg_pool2d",
+             dict(kernel_size=k, stride=s, padding=p, count_include_pad=c)) for k, s, p, c in AVG2D]
+    out += [(nn.AdaptiveAvgPool2d(o), "adaptive_avg_pool2d", dict(output_size=o)) for o in ADAPTIVE2D]
+    return out
+
+
+def _layers_1d():
+    return [(nn.MaxPool1d(2), "max_pool1d", dict(kernel_size=2)),
+            (nn.MaxPool1d(3, 2, 1, 2), "max_pool1d", dict(kernel_size=3, stride=2, padding=1, dilation=2)),
+            (nn.AvgPool1d(3, 2, 1), "avg_pool1d", dict(kernel_size=3, stride=2, padding=1)),
+            (nn.AvgPool1d(4, 1, 2, count_include_pad=False), "avg_pool1d",
+             dict(kernel_size=4, stride=1, padding=2, count_include_pad=False)),
+            (nn.AdaptiveAvgPool1d(5), "adaptive_avg_pool1d", dict(output_size=5)),
+            (nn.AdaptiveAvgPool1d(13), "adaptive_avg_pool1d", dict(output_size=13))]
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_pool_layers_match_torch(dims):
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    x = _x((3, 5, 11, 7) if dims == 2 else (2, 3, 13))
+    for layer, fname, kw in (_layers_2d() if dims == 2 else _layers_1d()):
+        tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        ty = getattr(F, fname)(tx, **kw)
+        for step in range(2):
+            y = layer(x)
+            assert_close(y, ty.detach().numpy(), rtol=1e-6, atol=1e-6, name=f"{layer!r} y")
+            dy = np.sin(np.arange(y.size, dtype=np.float32) + step).reshape(y.shape)
+            tx.grad = None
+            ty.backward(torch.tensor(dy, dtype=torch.float64), retain_graph=True)
+            assert_close(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6, name=f"{layer!r} dx")
+
+
+def test_max_pool_indices_match_torch():
+    torch = torch_or_skip()
+    x = _x((2, 3, 9, 8))
+    for k, s, p, d in MAX2D:
+        _, idx = ops.max_pool2d_forward(x, k, s, p, d)
+        _, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, return_indices=True)
+        np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+def test_global_avg_pool_matches_torch():
+    torch = torch_or_skip()
+    for shape, layer in (((3, 4, 5, 6), nn.GlobalAvgPool2d()), ((3, 4, 7), nn.GlobalAvgPool1d())):
+        x = _x(shape)
+        tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        ty = tx.mean(dim=tuple(range(2, len(shape))))
+        y = layer(x)
+        assert y.shape == shape[:2]
+        assert_close(y, ty.detach().numpy(), rtol=1e-6, atol=1e-6, name="y")
+        dy = _x(y.shape, 3)
+        ty.backward(torch.tensor(dy, dtype=torch.float64))
+        assert_close(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6, name="dx")
+
+
+@pytest.mark.parametrize("layer", [nn.AvgPool2d(3, 2, 1), nn.AvgPool2d(2, 1, 1, count_include_pad=False),
+                                   nn.AdaptiveAvgPool2d((3, 2)), nn.MaxPool2d(3, 2, 1), nn.MaxPool1d(3, 2, 1),
+                                   nn.AvgPool1d(3, 2, 1), nn.GlobalAvgPool2d()])
+def test_pool_finite_differences(layer):
+    rng = np.random.default_rng(6)
+    dims = 1 if "1d" in type(layer).__name__ else 2
+    # distinct, well-separated values: max pooling is differentiable away from ties
+    shape = (2, 3, 7, 6) if dims == 2 else (2, 3, 11)
+    x = rng.permutation(np.prod(shape)).reshape(shape).astype(np.float64) * 0.1
+    with use_backend("numpy"):
+        y = layer(x)
+        R = rng.standard_normal(y.shape)
+        gx = np.array(layer.backward(R))
+        h = 1e-6
+        for flat in rng.choice(x.size, 12, replace=False):
+            idx = np.unravel_index(flat, x.shape)
+            old = x[idx]
+            x[idx] = old + h
+            fp = float(np.sum(layer(x) * R))
+            x[idx] = old - h
+            fm = float(np.sum(layer(x) * R))
+            x[idx] = old
+            num = (fp - fm) / (2 * h)
+            assert abs(gx[idx] - num) <= 1e-6 * (1 + abs(num)), f"{idx}: {gx[idx]} vs {num}"
+
+
+def test_pool_errors_are_clear():
+    x = _x((2, 3, 6, 6))
+    with pytest.raises(ValueError, match="at most half"):
+        ops.max_pool2d_forward(x, 2, 1, 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        ops.avg_pool2d_forward(x, 7)
+    with pytest.raises(ValueError, match="must be 4-D"):
+        ops.max_pool2d_forward(x[0], 2)
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        ops.avg_pool1d_forward(x[0], 0)
+    with pytest.raises(ValueError, match="output_size must be >= 1"):
+        ops.adaptive_avg_pool2d_forward(x, 0)
+    with pytest.raises(ValueError, match="expected a 3-D input"):
+        nn.MaxPool1d(2)(x)
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        nn.MaxPool2d(2, ceil_mode=True)
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.AvgPool2d(2).backward(x)
