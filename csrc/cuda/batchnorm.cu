@@ -14,14 +14,25 @@ namespace fusetrain {
 namespace gpu {
 namespace {
 
-// Sums of (x, x^2) per channel.
+// Sums of (x, x^2) per channel. vec: float4 loads in the S == 1 path (C % 4 == 0, aligned).
 struct StatsTerms {
   const float* x;
   bool vec;
-  __device__ __forceinline__ double2 one(int64_t e, int64_t) const {
-    const double v = double(x[e]);
-    return make_double2(v, v * v);
+  // S > 1: `width` (1 or 4) values of one channel's run.
+  __device__ __forceinline__ double2 span(int64_t e, int64_t, int width) const {
+    float r[4];
+    load4(r, x, e, width, width == 4);
+    double2 acc = make_double2(0.0, 0.0);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j >= width) break;
+      const double v = double(r[j]);
+      acc.x += v;
+      acc.y += v * v;
+    }
+    return acc;
   }
+  // S == 1: the quad is 4 channels c0.. of one row.
   __device__ __forceinline__ void quad(int64_t, int64_t, int64_t e0, int cnt, double2 (&acc)[4]) const {
     float r[4];
     load4(r, x, e0, cnt, vec);
@@ -40,7 +51,7 @@ __device__ __forceinline__ float dy_through(float dy, float y, bool relu, float 
   return relu ? (y > 0.0f ? dy * ds : 0.0f) : dy;
 }
 
-// Sums of (dy', dy'*(x - mean)) per channel.
+// Sums of (dy', dy'*(x - mean)) per channel; vec as in StatsTerms.
 struct GradTerms {
   const float* dy;
   const float* x;
@@ -49,9 +60,22 @@ struct GradTerms {
   bool relu;
   float ds;
   bool vec;
-  __device__ __forceinline__ double2 one(int64_t e, int64_t c) const {
-    const double g = double(dy_through(dy[e], relu ? y[e] : 0.0f, relu, ds));
-    return make_double2(g, g * (double(x[e]) - double(mean[c])));
+  // S > 1: `width` (1 or 4) values of channel c's run.
+  __device__ __forceinline__ double2 span(int64_t e, int64_t c, int width) const {
+    float g[4], xv[4], yv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    load4(g, dy, e, width, width == 4);
+    load4(xv, x, e, width, width == 4);
+    if (relu) load4(yv, y, e, width, width == 4);
+    const double m = double(mean[c]);
+    double2 acc = make_double2(0.0, 0.0);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j >= width) break;
+      const double gd = double(dy_through(g[j], yv[j], relu, ds));
+      acc.x += gd;
+      acc.y += gd * (double(xv[j]) - m);
+    }
+    return acc;
   }
   // S == 1: the quad is 4 channels c0.. of one row.
   __device__ __forceinline__ void quad(int64_t, int64_t c0, int64_t e0, int cnt, double2 (&acc)[4]) const {
@@ -77,14 +101,14 @@ struct ChannelPlan {
   int64_t chunks;  // 0 when there is nothing to sum
 };
 
-ChannelPlan channel_plan(int64_t N, int64_t C, int64_t S) {
+ChannelPlan channel_plan(int64_t N, int64_t C, int64_t S, bool aligned) {
   ChannelPlan p{};
   if (N * S == 0 || C == 0) return p;
   if (S == 1) {
     p.columns = column_plan(N, C);
     p.chunks = p.columns.chunks;
   } else {
-    p.planes = plane_plan(N, C, S);
+    p.planes = plane_plan(N, C, S, aligned);
     p.chunks = p.planes.chunks;
   }
   return p;
@@ -135,9 +159,9 @@ __global__ void eval_coefficients(int64_t C, double eps, const float* w, const f
 struct ChannelCursor {
   int64_t c, s;
   __device__ __forceinline__ ChannelCursor(int64_t e0, int64_t C, int64_t S) {
-    const int64_t plane = e0 / S;
-    s = e0 - plane * S;
-    c = plane % C;
+    int64_t plane, unused;
+    divmod(e0, S, plane, s);
+    divmod(plane, C, unused, c);
   }
   __device__ __forceinline__ void next(int64_t C, int64_t S) {
     if (++s == S) {
@@ -264,11 +288,11 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
   Scratch coef(2 * sizeof(float) * size_t(C), stream);
   float* alpha = coef.as<float>();
   float* beta = coef.as<float>(size_t(C));
-  const ChannelPlan plan = channel_plan(N, C, S);
+  const bool x_aligned = aligned16({x});
+  const ChannelPlan plan = channel_plan(N, C, S, x_aligned);
   Scratch sums(sizeof(double2) * size_t(plan.chunks * C), stream);
   double2* partial = sums.as<double2>();
-  channel_partials(StatsTerms{x, aligned16({x}) && (S != 1 || C % 4 == 0)}, N, C, S, plan, partial,
-                   stream, name);
+  channel_partials(StatsTerms{x, x_aligned && C % 4 == 0}, N, C, S, plan, partial, stream, name);
   train_coefficients<<<channel_blocks(C), kThreads, 0, stream>>>(
       partial, plan.chunks, C, double(cnt), eps, momentum, w, b, mean, invstd, running_mean, running_var,
       alpha, beta);
@@ -323,11 +347,12 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
   const char* name = "batchnorm_backward";
   const float ds = float(dropout_scale);
   const bool need_sums = training || dw || db;
-  const ChannelPlan plan = need_sums ? channel_plan(N, C, S) : ChannelPlan{};
+  const bool in_aligned = aligned16({dy, x, relu ? y : nullptr});
+  const ChannelPlan plan = need_sums ? channel_plan(N, C, S, in_aligned) : ChannelPlan{};
   Scratch sums(sizeof(double2) * size_t(plan.chunks * C), stream);
   double2* partial = sums.as<double2>();
-  const bool sum_vec = aligned16({dy, x, relu ? y : nullptr}) && (S != 1 || C % 4 == 0);
-  channel_partials(GradTerms{dy, x, y, mean, relu, ds, sum_vec}, N, C, S, plan, partial, stream, name);
+  channel_partials(GradTerms{dy, x, y, mean, relu, ds, in_aligned && C % 4 == 0}, N, C, S, plan, partial,
+                   stream, name);
   Scratch coef(3 * sizeof(float) * size_t(C), stream);
   float* k = coef.as<float>();
   float* kx = coef.as<float>(size_t(C));

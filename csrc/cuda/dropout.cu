@@ -62,7 +62,8 @@ struct EpilogueForward {
     load4(r, x, e0, cnt, vec);
     uint32_t w[4];
     if constexpr (kDrop) dropout_words(w, d.seed, d.offset, e0, cnt);
-    int64_t col = bias ? e0 % F : 0;
+    int64_t row, col = 0;
+    if (bias) divmod(e0, F, row, col);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       float v = act_fwd<A>(bias ? r[j] + bias[col] : r[j], slope);
