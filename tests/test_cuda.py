@@ -208,7 +208,8 @@ def test_scale_clamp_count_match_cpu_exactly(cp, n):
 
 # ---------------------------------------------------------------- batch norm
 
-BN_SHAPES = [(7, 5), (64, 12), (5, 3, 11), (4, 8, 3, 3), (2, 4, 17, 13)]
+# S % 4 == 0 shapes take the float4 channel-plane path; the others the scalar one.
+BN_SHAPES = [(7, 5), (64, 12), (5, 3, 11), (2, 5, 8), (4, 8, 3, 3), (3, 6, 4, 4), (2, 4, 17, 13)]
 
 
 @gpu
@@ -448,5 +449,5 @@ def test_training_run_on_gpu_tracks_cpu():
     cpu = _train("cpu", X, Y)
     gpu_losses = _train("cuda", X, Y)
     assert_close(gpu_losses[:10], cpu[:10], rtol=1e-3, atol=1e-4, name="first losses")
-    assert_close(gpu_losses, cpu, rtol=2e-2, atol=1e-3, name="loss curve")
+    assert_close(gpu_losses, cpu, rtol=5e-3, atol=1e-3, name="loss curve")
     assert gpu_losses[-5:].mean() < 0.5 * gpu_losses[:5].mean()  # it actually trained
