@@ -1,6 +1,6 @@
 // Plumbing shared by the CUDA kernels, kept apart from their math: error checks, stream-ordered
 // scratch memory, quad (4-element) loads and Philox words, deterministic block reductions and
-// the three iteration drivers (flat quads, column tiles, channel planes).
+// the iteration drivers (flat quads, two-stage reduction, column tiles, channel planes).
 #pragma once
 #include <cuda_runtime.h>
 
