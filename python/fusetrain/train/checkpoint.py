@@ -1,0 +1,331 @@
+"""Checkpoints: one ``.npz`` holding a model's parameters and buffers, optimizer, scheduler and
+callback state, the RNG streams, the epoch and the history, written atomically and verified by a
+SHA-256 checksum; loaded with ``allow_pickle=False``.
+
+Layout: every array is an npz entry named by where it lives (``model/0.weight``,
+``optimizer/state/0/exp_avg``, ...); everything else (scalars, strings, lists, the structure)
+is one JSON document in the entry ``__meta__`` that refers to those arrays by name; the entry
+``__checksum__`` is the SHA-256 of the document and of every array's name, dtype, shape and bytes.
+Loading validates the whole file against the model and optimizer before changing anything, and
+rolls back if an assignment still fails.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from .. import backend
+from .. import random as frandom
+
+FORMAT = "fusetrain-checkpoint"
+VERSION = 1
+_META, _SUM = "__meta__", "__checksum__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable (truncated, corrupt, another format) or does not match
+    the model / optimizer / scheduler it is being loaded into."""
+
+
+# --------------------------------------------------------------------------- encoding
+def _encode(obj, name, arrays):
+    """obj -> JSON-able structure; arrays are moved into ``arrays`` and referenced by name."""
+    if hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, np.generic):
+        arr = obj.get() if backend.is_cuda_array(obj) else np.array(obj, copy=True)
+        if arr.dtype.hasobject:
+            raise TypeError(f"cannot store an object array in a checkpoint ({name})")
+        arrays[name] = arr
+        return {"__array__": name}
+    if isinstance(obj, np.generic):
+        return _encode(obj.item(), name, arrays)
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _encode(v, f"{name}/{k}", arrays) for k, v in obj.items()}
+        pairs = []
+        for k, v in obj.items():
+            if isinstance(k, np.generic):
+                k = k.item()
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise TypeError(f"cannot store a dict key of type {type(k).__name__} in a checkpoint ({name})")
+            pairs.append([k, _encode(v, f"{name}/{k}", arrays)])
+        return {"__dict__": pairs}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, f"{name}/{i}", arrays) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{name}/{i}", arrays) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint ({name}); "
+                    "states must be arrays, numbers, strings, lists, tuples and dicts")
+
+
+def _decode(obj, arrays):
+    if isinstance(obj, dict):
+        if "__array__" in obj:
+            name = obj["__array__"]
+            if name not in arrays:
+                raise CheckpointError(f"checkpoint refers to a missing array entry {name!r}")
+            return arrays[name]
+        if "__dict__" in obj:
+            return {k: _decode(v, arrays) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def _checksum(meta_text: str, arrays: dict) -> str:
+    h = hashlib.sha256(meta_text.encode("utf-8"))
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8"))
+        h.update(a.data if a.size else b"")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- file I/O
+def _atomic_write(path, arrays: dict) -> None:
+    """Write the npz to a temporary file in the destination folder, fsync it, then rename it over
+    ``path`` (atomic on POSIX and Windows): readers see the old file or the new one, never a part."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable; not every platform lets us open a folder
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def write(path, meta: dict) -> None:
+    """Encode ``meta`` (arrays anywhere inside), add format/version and checksum, write atomically."""
+    arrays: dict = {}
+    body = {k: _encode(v, k, arrays) for k, v in dict(meta, format=FORMAT, version=VERSION).items()}
+    for reserved in (_META, _SUM):
+        if reserved in arrays:
+            raise ValueError(f"a checkpoint entry may not be named {reserved!r}")
+    text = json.dumps(body, sort_keys=False)
+    out = dict(arrays)
+    out[_META] = np.array(text)
+    out[_SUM] = np.array(_checksum(text, arrays))
+    _atomic_write(path, out)
+
+
+def read(path) -> dict:
+    """Read and verify a checkpoint; returns its decoded content (arrays as NumPy arrays).
+    Raises CheckpointError when the file is truncated, corrupt, modified or not a checkpoint."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            entries = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "
+                              "truncated, corrupt or not a .npz checkpoint") from exc
+    if _META not in entries or _SUM not in entries:
+        raise CheckpointError(f"{path}: not a fusetrain checkpoint (no {_META!r}/{_SUM!r} entries)")
+    text = str(entries.pop(_META))
+    stored = str(entries.pop(_SUM))
+    if _checksum(text, entries) != stored:
+        raise CheckpointError(f"{path}: checksum mismatch, the checkpoint is corrupt or was modified")
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: unreadable metadata ({exc})") from exc
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fusetrain checkpoint (format {body.get('format')!r})")
+    if body.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {body.get('version')!r} is not supported "
+                              f"(this fusetrain reads version {VERSION})")
+    return _decode(body, entries)
+
+
+# --------------------------------------------------------------------------- model / optimizer
+def _callback_states(callbacks):
+    out = []
+    for cb in callbacks:
+        fn = getattr(cb, "state_dict", None)
+        state = fn() if callable(fn) else {}
+        if state:
+            out.append({"class": type(cb).__name__, "state": state})
+    return out
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=(), epoch=0, history=None,
+                    extra=None) -> None:
+    """Write a checkpoint of ``model`` (parameters and buffers, PyTorch state_dict keys), and
+    when given ``optimizer``/``scheduler`` state, callback states, ``epoch``, ``history``
+    (a dict of lists or a History), user ``extra`` data, plus fusetrain's RNG streams."""
+    hist = getattr(history, "history", history)
+    hist_epochs = list(getattr(history, "epoch", range(len(next(iter(hist.values()), [])) if hist else 0)))
+    meta = {
+        "model": {"class": type(model).__name__, "state": model.state_dict()},
+        "optimizer": None if optimizer is None else {"class": type(optimizer).__name__,
+                                                     "state": optimizer.state_dict()},
+        "scheduler": None if scheduler is None else {"class": type(scheduler).__name__,
+                                                     "state": scheduler.state_dict()},
+        "callbacks": _callback_states(callbacks),
+        "rng": frandom.get_rng_state(),
+        "epoch": int(epoch),
+        "history": {k: [float(v) for v in vals] for k, vals in (hist or {}).items()},
+        "history_epochs": [int(e) for e in hist_epochs],
+        "extra": extra,
+    }
+    write(path, meta)
+
+
+def _check_model(ckpt, model, path):
+    saved = ckpt["model"]["state"]
+    current = model.state_dict()
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    shapes = [f"{k}: checkpoint {tuple(np.shape(saved[k]))}, model {tuple(current[k].shape)}"
+              for k in current if k in saved and tuple(np.shape(saved[k])) != tuple(current[k].shape)]
+    kinds = [f"{k}: checkpoint {np.asarray(saved[k]).dtype}, model {current[k].dtype}"
+             for k in current if k in saved and np.asarray(saved[k]).dtype.kind != current[k].dtype.kind]
+    problems = []
+    if missing:
+        problems.append("missing from the checkpoint: " + ", ".join(missing))
+    if unexpected:
+        problems.append("not in the model: " + ", ".join(unexpected))
+    if shapes:
+        problems.append("shape mismatch: " + "; ".join(shapes))
+    if kinds:
+        problems.append("dtype mismatch: " + "; ".join(kinds))
+    if problems:
+        raise CheckpointError(f"{path}: the checkpoint (saved from a {ckpt['model']['class']}) does not match this "
+                              f"{type(model).__name__}: " + " | ".join(problems))
+    return current
+
+
+def _check_optimizer(ckpt, optimizer, path):
+    saved = ckpt["optimizer"]
+    name = type(optimizer).__name__
+    if saved["class"] != name:
+        raise CheckpointError(f"{path}: the checkpoint holds {saved['class']} state, the optimizer is a {name}")
+    state = saved["state"]
+    groups = state.get("param_groups", [])
+    if len(groups) != len(optimizer.param_groups):
+        raise CheckpointError(f"{path}: the checkpoint's optimizer has {len(groups)} parameter groups, this one has "
+                              f"{len(optimizer.param_groups)}")
+    for i, (sg, g) in enumerate(zip(groups, optimizer.param_groups)):
+        if len(sg.get("params", [])) != len(g["params"]):
+            raise CheckpointError(f"{path}: optimizer group {i} has {len(sg.get('params', []))} parameters in the "
+                                  f"checkpoint, {len(g['params'])} here")
+        size = sum(p.size for p in g["params"])
+        for k, v in state.get("state", {}).get(i, {}).items():
+            if hasattr(v, "shape") and np.ndim(v) > 0 and int(np.size(v)) != size:
+                raise CheckpointError(f"{path}: optimizer group {i} state {k!r} has {np.size(v)} elements, the "
+                                      f"group has {size} parameters")
+
+
+def _check_rng(rng, path):
+    try:
+        int(rng["seed"])
+        int(rng["philox_offset"])
+        json.loads(rng["generator"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid RNG state in the checkpoint ({exc})") from exc
+
+
+def _match_callbacks(saved, callbacks):
+    """Pair each callback that can load state with the saved state of the same class, in order."""
+    pools: dict = {}
+    for entry in saved:
+        pools.setdefault(entry["class"], []).append(entry["state"])
+    pairs = []
+    for cb in callbacks:
+        if callable(getattr(cb, "load_state_dict", None)) and pools.get(type(cb).__name__):
+            pairs.append((cb, pools[type(cb).__name__].pop(0)))
+    return pairs
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=(), restore_rng=True,
+                    strict=True) -> dict:
+    """Restore what ``save_checkpoint`` wrote into ``model`` (and ``optimizer``, ``scheduler``,
+    ``callbacks`` and fusetrain's RNG streams). Everything is validated first (keys, shapes,
+    dtypes, optimizer class and groups, scheduler class); on any problem a CheckpointError is
+    raised and nothing has changed. With ``strict`` a checkpoint holding optimizer/scheduler
+    state that was not passed here (or the reverse) is refused too.
+
+    Returns ``{"epoch", "history", "history_epochs", "extra"}``.
+    """
+    ckpt = read(path)
+    path = os.fspath(path)
+    model_snapshot = _check_model(ckpt, model, path)
+    for what, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is None and ckpt.get(what) is not None and strict:
+            raise CheckpointError(f"{path}: the checkpoint holds {what} state ({ckpt[what]['class']}) but no {what} "
+                                  "was given (pass it, or strict=False to ignore it)")
+        if obj is not None and ckpt.get(what) is None:
+            raise CheckpointError(f"{path}: the checkpoint holds no {what} state to load into the "
+                                  f"{type(obj).__name__}")
+    if optimizer is not None:
+        _check_optimizer(ckpt, optimizer, path)
+    if scheduler is not None and ckpt["scheduler"]["class"] != type(scheduler).__name__:
+        raise CheckpointError(f"{path}: the checkpoint holds {ckpt['scheduler']['class']} state, the scheduler is a "
+                              f"{type(scheduler).__name__}")
+    if restore_rng:
+        _check_rng(ckpt["rng"], path)
+    pairs = _match_callbacks(ckpt.get("callbacks", []), callbacks)
+
+    opt_snapshot = optimizer.state_dict() if optimizer is not None else None
+    sched_snapshot = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
+    cb_snapshots = [(cb, cb.state_dict()) for cb, _ in pairs]
+    rng_snapshot = frandom.get_rng_state()
+    try:
+        model.load_state_dict(ckpt["model"]["state"])
+        if optimizer is not None:
+            optimizer.load_state_dict(ckpt["optimizer"]["state"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"]["state"])
+        for cb, state in pairs:
+            cb.load_state_dict(state)
+        if restore_rng:
+            frandom.set_rng_state(ckpt["rng"])
+    except Exception as exc:
+        model.load_state_dict(model_snapshot)
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_snapshot)
+        if scheduler is not None:
+            scheduler.load_state_dict(sched_snapshot)
+        for cb, state in cb_snapshots:
+            cb.load_state_dict(state)
+        frandom.set_rng_state(rng_snapshot)
+        raise CheckpointError(f"{path}: loading failed and was rolled back ({type(exc).__name__}: {exc})") from exc
+    return {"epoch": int(ckpt.get("epoch", 0)), "history": ckpt.get("history", {}),
+            "history_epochs": ckpt.get("history_epochs", []), "extra": ckpt.get("extra")}
+
+
+def load_weights(path, model) -> None:
+    """Load only the model's parameters and buffers from a checkpoint (e.g. for evaluation)."""
+    ckpt = read(path)
+    _check_model(ckpt, model, os.fspath(path))
+    model.load_state_dict(ckpt["model"]["state"])

@@ -1,0 +1,373 @@
+"""Trainer: the Keras-style loop (fit / evaluate / predict) over fusetrain modules and optimizers,
+with callbacks, a progress bar, a non-finite policy and bit-for-bit resumable checkpoints."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .. import backend, nn
+from .. import random as frandom
+from ..callbacks import Callback
+from ..optim import Optimizer
+from ..optim.lr_scheduler import ReduceLROnPlateau
+from . import checkpoint as _ckpt
+from .history import History
+from .progress import ProgressBar
+
+_LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "categorical_crossentropy": nn.CrossEntropyLoss,
+           "sparse_categorical_crossentropy": nn.CrossEntropyLoss, "mse": nn.MSELoss,
+           "mean_squared_error": nn.MSELoss}
+_NONFINITE = ("raise", "skip")
+
+
+def _accuracy(y_true, y_pred):
+    """Number of samples whose arg-max output equals the integer label (summed, not averaged)."""
+    return float((y_pred.argmax(axis=-1) == y_true).sum())
+
+
+_METRICS = {"accuracy": _accuracy, "acc": _accuracy}
+
+
+def _overrides(cb, hook):
+    return getattr(type(cb), hook, None) is not getattr(Callback, hook)
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on NumPy (or, with device="cuda", CuPy) arrays.
+
+    ``loss``: ``"cross_entropy"`` (integer labels), ``"mse"``, or a loss module with
+    ``loss = fn(pred, target)`` and ``fn.backward()``. ``metrics``: names (``"accuracy"``) or
+    callables ``fn(y_true, y_pred) -> float`` giving the batch MEAN (logged under ``fn.__name__``).
+    ``max_grad_norm``: clip by global L2 norm, folded into the optimizer's fused update (it sets
+    ``optimizer.max_grad_norm``). ``scheduler``: stepped once per epoch, after validation;
+    a ReduceLROnPlateau gets ``logs[scheduler_monitor]`` (default ``"val_loss"``, or
+    ``"loss"`` when there is no validation data).
+
+    ``nonfinite``: what to do when a batch's loss or global gradient norm is NaN/inf.
+    ``"raise"`` stops with FloatingPointError naming the epoch and batch; ``"skip"`` drops that
+    update (the history's ``"skipped_steps"`` counts them per epoch). Either way the check runs
+    before the optimizer step, so weights and optimizer state are never touched by the bad
+    batch, and batchnorm running statistics are rolled back to their values before it.
+
+    Inputs: floating arrays are converted to the model's dtype (float32), e.g. float64 data is
+    cast once at the start of ``fit``; integer inputs are refused (scale them first, e.g.
+    ``fusetrain.data.scale``). Labels for cross-entropy are integers in [0, classes).
+    """
+
+    def __init__(self, model, optimizer, loss="cross_entropy", metrics=("accuracy",), max_grad_norm=None,
+                 scheduler=None, callbacks=(), device="cpu", nonfinite="raise", scheduler_monitor=None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Trainer model must be a fusetrain.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"Trainer optimizer must be a fusetrain.optim optimizer, got {type(optimizer).__name__}")
+        self.model, self.optimizer = model, optimizer
+        if isinstance(loss, str):
+            if loss not in _LOSSES:
+                raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(_LOSSES)} or a loss module")
+            self.loss_name, self.loss_fn = loss, _LOSSES[loss]()
+        elif callable(getattr(loss, "backward", None)) and callable(loss):
+            self.loss_name, self.loss_fn = type(loss).__name__, loss
+        else:
+            raise TypeError(f"loss must be a name or a loss module with backward(), got {type(loss).__name__}")
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = (metrics,)
+        self.metrics = []
+        for m in metrics or ():
+            if isinstance(m, str):
+                if m not in _METRICS:
+                    raise ValueError(f"unknown metric {m!r}; expected one of {sorted(_METRICS)} or a callable")
+                self.metrics.append(("accuracy" if m == "acc" else m, _METRICS[m], True))
+            elif callable(m):
+                self.metrics.append((getattr(m, "__name__", type(m).__name__), m, False))
+            else:
+                raise TypeError(f"metrics must be names or callables, got {type(m).__name__}")
+        if max_grad_norm is not None:
+            optimizer.max_grad_norm = _positive_float(max_grad_norm, "max_grad_norm")
+        self.max_grad_norm = optimizer.max_grad_norm
+        if scheduler is not None and getattr(scheduler, "optimizer", None) is not optimizer:
+            raise ValueError("the scheduler must be built on the Trainer's optimizer")
+        self.scheduler = scheduler
+        self.scheduler_monitor = scheduler_monitor
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fusetrain.callbacks.Callback instances, got {type(cb).__name__}")
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        device = str(device)
+        if device.startswith("cuda"):
+            device = "cuda"
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            model.to("cuda")
+        self.device = device
+        self.history = History()
+        self.epoch = 0
+        self.stop_training = False
+        self.train_inputs = None
+        self.batch_size = None
+        self._resume_epoch = None
+        self._buffers = {}
+
+    # ------------------------------------------------------------------ data handling
+    def _dtype(self):
+        p = next(self.model.parameters(), None)
+        return np.dtype(p.dtype) if p is not None else np.dtype(np.float32)
+
+    def _inputs(self, x, name="x"):
+        xp = backend.array_module(x) if backend.is_cuda_array(x) else np
+        if not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}; scale integer data first "
+                            "(e.g. fusetrain.data.scale(x) or x.astype('float32') / 255)")
+        if x.ndim < 1 or len(x) == 0:
+            raise ValueError(f"{name} must hold at least one sample, got shape {tuple(x.shape)}")
+        dtype = self._dtype()
+        if self.device == "cuda":
+            xp = backend.cupy_module()
+        x = xp.ascontiguousarray(x, dtype=dtype)
+        return xp.asarray(x) if self.device == "cuda" else x
+
+    def _targets(self, y, n, name="y"):
+        if not hasattr(y, "dtype"):
+            y = np.asarray(y)
+        if len(y) != n:
+            raise ValueError(f"{name} must have one entry per sample of x ({n}), got {len(y)}")
+        if isinstance(self.loss_fn, nn.CrossEntropyLoss):
+            if y.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer class labels for cross-entropy, got dtype {y.dtype}")
+            y = y.astype(np.int64, copy=False)
+        elif y.dtype.kind == "f":
+            y = y.astype(self._dtype(), copy=False)
+        if self.device == "cuda":
+            return backend.cupy_module().asarray(y)
+        return np.ascontiguousarray(y)
+
+    def _gather(self, a, idx, key):
+        """a[idx] into a buffer reused across batches of the same size (no per-step allocation)."""
+        if self.device == "cuda":
+            return a[idx]
+        shape = (len(idx),) + a.shape[1:]
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != a.dtype:
+            buf = self._buffers[key] = np.empty(shape, dtype=a.dtype)
+        return np.take(a, idx, axis=0, out=buf)
+
+    # ------------------------------------------------------------------ one step
+    def _bn_buffers(self):
+        return [b for _, b in self.model.named_buffers() if hasattr(b, "shape")]
+
+    def _train_step(self, xb, yb, bn_bufs, bn_saved):
+        for src, dst in zip(bn_bufs, bn_saved):
+            dst[...] = src
+        out = self.model(xb)
+        loss = self.loss_fn(out, yb)
+        self.model.backward(self.loss_fn.backward())
+        norm = self.optimizer.grad_norm()
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            self.optimizer.zero_grad()
+            for src, dst in zip(bn_saved, bn_bufs):
+                dst[...] = src
+            return out, loss, norm, False
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return out, loss, norm, True
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None, verbose=1,
+            initial_epoch=None, callbacks=None) -> History:
+        """Train for epochs ``initial_epoch .. epochs-1`` (Keras: ``epochs`` is the index of the
+        last epoch + 1). ``initial_epoch`` defaults to 0, or, right after ``load_checkpoint``, to
+        the checkpoint's epoch, so ``load_checkpoint(p)`` + ``fit(..., epochs=N)`` finishes the
+        run exactly as the uninterrupted one would have (the history continues too).
+
+        ``seed``: when given, ``fusetrain.manual_seed(seed)`` is called first, so shuffling and
+        dropout masks are reproducible (ignored when resuming: the checkpoint's RNG state wins).
+        ``verbose``: 1 shows a progress bar per epoch, 0 is silent. Returns ``self.history``.
+        """
+        x = self._inputs(x)
+        y = self._targets(y, len(x))
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            xv = self._inputs(validation_data[0], "validation_data[0]")
+            val = (xv, self._targets(validation_data[1], len(xv), "validation_data[1]"))
+        resuming = self._resume_epoch is not None
+        if initial_epoch is None:
+            initial_epoch = self._resume_epoch if resuming else 0
+        self._resume_epoch = None
+        if not resuming:
+            self.history = History()
+            if seed is not None:
+                frandom.manual_seed(seed)
+        cbs = self.callbacks if callbacks is None else self.callbacks + list(callbacks)
+        batch_begin = [cb for cb in cbs if _overrides(cb, "on_train_batch_begin")]
+        batch_end = [cb for cb in cbs if _overrides(cb, "on_train_batch_end")]
+        self.train_inputs, self.batch_size = x, int(batch_size)
+        self.stop_training = False
+        object.__setattr__(self.model, "stop_training", False)
+        for cb in cbs:
+            cb.set_trainer(self)
+        n = len(x)
+        nb = -(-n // batch_size)
+        bn_bufs = self._bn_buffers()
+        bn_saved = [b.copy() for b in bn_bufs]
+        self.model.train()
+        self.optimizer.zero_grad()
+        for cb in cbs:
+            cb.on_train_begin({})
+        try:
+            for epoch in range(int(initial_epoch), int(epochs)):
+                for cb in cbs:
+                    cb.on_epoch_begin(epoch, {})
+                self.model.train()
+                order = frandom.default_generator().permutation(n) if shuffle else None
+                bar = ProgressBar(nb, f"Epoch {epoch + 1}/{epochs}") if verbose else None
+                sums = {name: 0.0 for name, _, _ in self.metrics}
+                loss_sum, seen, skipped = 0.0, 0, 0
+                for b in range(nb):
+                    lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    if order is None:
+                        xb, yb = x[lo:hi], y[lo:hi]
+                    else:
+                        idx = order[lo:hi]
+                        xb, yb = self._gather(x, idx, "x"), self._gather(y, idx, "y")
+                    for cb in batch_begin:
+                        cb.on_train_batch_begin(b, {"batch": b, "size": hi - lo})
+                    out, loss, norm, ok = self._train_step(xb, yb, bn_bufs, bn_saved)
+                    if not ok:
+                        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+                        if self.nonfinite == "raise":
+                            raise FloatingPointError(
+                                f"non-finite {what} at epoch {epoch + 1}, batch {b + 1}/{nb}; the update was not "
+                                "applied (weights and optimizer state are as before this batch). Lower the "
+                                "learning rate, clip gradients (max_grad_norm), check the inputs for NaN/inf, or "
+                                "pass nonfinite='skip' to drop such batches")
+                        skipped += 1
+                    else:
+                        bs = hi - lo
+                        loss_sum += loss * bs
+                        seen += bs
+                        for name, fn, summed in self.metrics:
+                            v = fn(yb, out)
+                            sums[name] += float(v) if summed else float(v) * bs
+                    if bar is not None:
+                        bar.update(hi - lo, f"loss {loss_sum / seen:.4f}" if seen else "")
+                    for cb in batch_end:
+                        cb.on_train_batch_end(b, {"batch": b, "size": hi - lo, "loss": loss, "skipped": not ok})
+                    if self.stop_training or getattr(self.model, "stop_training", False):
+                        break
+                logs = {"loss": loss_sum / seen if seen else math.nan}
+                for name, _, _ in self.metrics:
+                    logs[name] = sums[name] / seen if seen else math.nan
+                if val is not None:
+                    for k, v in self.evaluate(*val, batch_size=max(batch_size, 256), _checked=True).items():
+                        logs["val_" + k] = v
+                logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
+                if self.nonfinite == "skip":
+                    logs["skipped_steps"] = skipped
+                if bar is not None:
+                    bar.close(" ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "skipped_steps" or v))
+                self._step_scheduler(logs)
+                self.history.append(epoch, logs)
+                self.epoch = epoch + 1
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training or getattr(self.model, "stop_training", False):
+                    break
+        finally:
+            self.model.train()
+        for cb in cbs:
+            cb.on_train_end({})
+        return self.history
+
+    def _step_scheduler(self, logs):
+        s = self.scheduler
+        if s is None:
+            return
+        if isinstance(s, ReduceLROnPlateau):
+            key = self.scheduler_monitor or ("val_loss" if "val_loss" in logs else "loss")
+            if key not in logs:
+                raise KeyError(f"ReduceLROnPlateau monitors {key!r}, which is not in the logs {sorted(logs)}")
+            s.step(logs[key])
+        else:
+            s.step()
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, x, batch_size=256):
+        """The model's outputs for all of ``x`` (e.g. (N, classes) logits), batch by batch in
+        eval mode; returns a NumPy array. The model's train/eval mode is restored afterwards."""
+        x = self._inputs(x)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = None
+            for lo in range(0, len(x), batch_size):
+                o = self.model(x[lo:lo + batch_size])
+                if out is None:
+                    out = np.empty((len(x),) + tuple(o.shape[1:]), dtype=o.dtype)
+                out[lo:lo + len(o)] = o.get() if backend.is_cuda_array(o) else o
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def evaluate(self, x, y, batch_size=256, _checked=False) -> dict:
+        """``{"loss": mean loss over all samples, metric: mean value, ...}`` in eval mode."""
+        if not _checked:
+            x = self._inputs(x)
+            y = self._targets(y, len(x))
+        was_training = self.model.training
+        self.model.eval()
+        sums = {name: 0.0 for name, _, _ in self.metrics}
+        loss_sum = 0.0
+        try:
+            for lo in range(0, len(x), batch_size):
+                xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+                out = self.model(xb)
+                bs = len(xb)
+                loss_sum += self.loss_fn(out, yb) * bs
+                for name, fn, summed in self.metrics:
+                    v = fn(yb, out)
+                    sums[name] += float(v) if summed else float(v) * bs
+        finally:
+            self.model.train(was_training)
+        n = len(x)
+        res = {"loss": loss_sum / n}
+        res.update({name: s / n for name, s in sums.items()})
+        return res
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path) -> None:
+        """Write everything needed to continue this run bit for bit: parameters and buffers,
+        optimizer, scheduler and callback state, RNG streams, epoch and history (see
+        ``fusetrain.train.checkpoint``). Atomic: a crash leaves the previous file intact."""
+        _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
+                              epoch=self.epoch, history=self.history,
+                              extra={"nonfinite": self.nonfinite, "loss": self.loss_name})
+
+    def load_checkpoint(self, path) -> int:
+        """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
+        corrupt or mismatched file raises CheckpointError and changes nothing). The next ``fit``
+        continues from its epoch. Returns that epoch."""
+        info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks)
+        self.epoch = info["epoch"]
+        self.history = History(info["history"], info["history_epochs"])
+        self._resume_epoch = self.epoch
+        return self.epoch
+
+
+def _positive_float(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0 \
+            or not math.isfinite(v):
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    return float(v)
