@@ -150,3 +150,19 @@ def test_layernorm_matches_float64_and_torch(shape, nd):
     ty.backward(torch.tensor(dy))
     for name, a, e in zip(["y", "dx", "dw", "db"], got, [ty.detach(), tx.grad, tw.grad, tb.grad]):
         assert_close(a, e.numpy(), rtol=1e-4, atol=1e-4, name="torch " + name)
+
+
+def test_layernorm_backward_in_place_on_grad_out():
+    """grad_input may be the grad_out array itself: parameter grads must not see the overwritten dy."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((40, 33)).astype(np.float32)
+    dy = rng.standard_normal((40, 33)).astype(np.float32)
+    w, b = rng.uniform(0.5, 1.5, 33).astype(np.float32), np.zeros(33, np.float32)
+    y, mean, rstd = ops.layernorm_forward(x, w, b)
+    expect = [np.zeros(33, np.float32), np.zeros(33, np.float32)]
+    dx_expect = ops.layernorm_backward(dy, x, w, mean, rstd, grad_weight=expect[0], grad_bias=expect[1])
+    gw, gb = np.zeros(33, np.float32), np.zeros(33, np.float32)
+    buf = dy.copy()
+    ops.layernorm_backward(buf, x, w, mean, rstd, grad_input=buf, grad_weight=gw, grad_bias=gb)
+    assert np.array_equal(buf, dx_expect)
+    assert np.array_equal(gw, expect[0]) and np.array_equal(gb, expect[1])

@@ -71,18 +71,19 @@ void layernorm_backward(const float* dy, const float* x, const float* w, const f
         sgx += double(g) * double(xh);
       }
       const float a = float(sg / double(D)), bx = float(sgx / double(D));
-#pragma omp simd
-      for (int64_t i = 0; i < D; ++i) {
-        const float xh = (xr[i] - m) * is;
-        const float g = w ? gr[i] * w[i] : gr[i];
-        dr[i] = is * (g - a - xh * bx);
-      }
+      // Parameter partials before dx is written: dx may be the same array as dy.
       if (params) {
 #pragma omp simd
         for (int64_t i = 0; i < D; ++i) {
           pw[i] += double(gr[i]) * double((xr[i] - m) * is);
           pb[i] += double(gr[i]);
         }
+      }
+#pragma omp simd
+      for (int64_t i = 0; i < D; ++i) {
+        const float xh = (xr[i] - m) * is;
+        const float g = w ? gr[i] * w[i] : gr[i];
+        dr[i] = is * (g - a - xh * bx);
       }
     }
   }

@@ -46,7 +46,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, *, training, m
         out = empty(x)
     else:
         out = C.array(out, "out", inplace=True, shape=x.shape)
-    C.same_device(x=x, weight=weight, running_mean=running_mean, out=out)
+    C.same_device(x=x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var, out=out)
     mean = empty(x, (Ch,))
     invstd = empty(x, (Ch,))
     if use_numpy():
@@ -100,7 +100,8 @@ def batchnorm_backward(grad_out, x, out, weight, mean, invstd, *, training, relu
         grad_input = empty(x)
     else:
         grad_input = C.array(grad_input, "grad_input", inplace=True, shape=x.shape)
-    C.same_device(x=x, grad_out=grad_out, weight=weight, grad_input=grad_input)
+    C.same_device(x=x, grad_out=grad_out, out=out, weight=weight, mean=mean, invstd=invstd,
+                  grad_input=grad_input, grad_weight=grad_weight, grad_bias=grad_bias)
     if use_numpy():
         dx, dw, db = ref.batchnorm_backward(grad_out.reshape(N, Ch, S), x.reshape(N, Ch, S),
                                             None if out is None else out.reshape(N, Ch, S), weight, mean,

@@ -27,7 +27,7 @@ def layernorm_forward(x, weight, bias, *, normalized_ndim=1, eps=1e-5, out=None)
     eps = C.number(eps, "eps", lo=0.0, lo_open=True)
     out = empty(x) if out is None else C.array(out, "out", inplace=True, shape=x.shape)
     mean, rstd = empty(x, (N,)), empty(x, (N,))
-    C.same_device(x=x, weight=weight, out=out)
+    C.same_device(x=x, weight=weight, bias=bias, out=out)
     if use_numpy():
         y, m, r = ref.layernorm_forward(x.reshape(N, D), None if weight is None else weight.reshape(D),
                                         None if bias is None else bias.reshape(D), eps)
@@ -54,7 +54,8 @@ def layernorm_backward(grad_out, x, weight, mean, rstd, *, normalized_ndim=1, gr
     grad_weight = C.optional(grad_weight, "grad_weight", shape=norm_shape, inplace=True)
     grad_bias = C.optional(grad_bias, "grad_bias", shape=norm_shape, inplace=True)
     grad_input = empty(x) if grad_input is None else C.array(grad_input, "grad_input", inplace=True, shape=x.shape)
-    C.same_device(x=x, grad_out=grad_out, weight=weight, grad_input=grad_input)
+    C.same_device(x=x, grad_out=grad_out, weight=weight, mean=mean, rstd=rstd, grad_input=grad_input,
+                  grad_weight=grad_weight, grad_bias=grad_bias)
     if use_numpy():
         dx, dw, db = ref.layernorm_backward(grad_out.reshape(N, D), x.reshape(N, D),
                                             None if weight is None else weight.reshape(D), mean, rstd)
