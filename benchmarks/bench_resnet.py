@@ -1,0 +1,108 @@
+"""Training throughput of the small ResNet of PERFORMANCE.md on (128, 3, 32, 32): one step is
+forward, cross-entropy, backward and an AdamW update. fusetrain fused vs the same model on the
+NumPy twins vs PyTorch CPU (2 threads), samples/s and ratios from one run; rows appended to
+results/conv.csv."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from common import Table, timeit, try_torch
+import fusetrain
+from fusetrain import nn, optim
+from fusetrain.backend import use_backend
+from fusetrain.models.cnn import SmallResNet
+
+
+def fusetrain_step(batch, classes=10):
+    fusetrain.manual_seed(0)
+    model = SmallResNet(in_channels=batch[1], num_classes=classes)
+    model.flatten_parameters()
+    opt = optim.AdamW(model.parameters(), lr=1e-3, max_grad_norm=1.0)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(batch).astype(np.float32)
+    y = rng.integers(0, classes, batch[0])
+
+    def step():
+        loss_fn(model(x), y)
+        model.zero_grad()
+        model.backward(loss_fn.backward())
+        opt.step()
+    return step
+
+
+def torch_step(torch, batch, classes=10):
+    tnn = torch.nn
+    torch.manual_seed(0)
+
+    class Residual(tnn.Module):
+        def __init__(self, block):
+            super().__init__()
+            self.block = block
+
+        def forward(self, x):
+            return self.block(x) + x
+
+    def cbr(i, o):
+        return tnn.Sequential(tnn.Conv2d(i, o, 3, padding=1, bias=False), tnn.BatchNorm2d(o), tnn.ReLU())
+
+    def block(c):
+        return tnn.Sequential(Residual(tnn.Sequential(
+            tnn.Conv2d(c, c, 3, padding=1, bias=False), tnn.BatchNorm2d(c), tnn.ReLU(),
+            tnn.Conv2d(c, c, 3, padding=1, bias=False), tnn.BatchNorm2d(c))), tnn.ReLU())
+
+    model = tnn.Sequential(cbr(batch[1], 32), block(32), tnn.MaxPool2d(2), cbr(32, 64), block(64),
+                           tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(0.2), tnn.Linear(64, classes))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = tnn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.standard_normal(batch).astype(np.float32))
+    y = torch.tensor(rng.integers(0, classes, batch[0]))
+
+    def step():
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=6)
+    ap.add_argument("--skip-numpy", action="store_true", help="skip the (slow) NumPy-twin run")
+    args = ap.parse_args()
+    batch = (args.batch, 3, 32, 32)
+    shape = f"SmallResNet train step x={batch}"
+    R = dict(repeats=args.repeats, warmup=2)
+    torch = try_torch()
+    fused = timeit(fusetrain_step(batch), **R)
+    numpy_ms = None
+    if not args.skip_numpy:
+        with use_backend("numpy"):
+            numpy_ms = timeit(fusetrain_step(batch), repeats=max(2, args.repeats // 2), warmup=1)
+    torch_ms = timeit(torch_step(torch, batch), **R) if torch is not None else None
+    table = Table("conv", "small resnet train step")
+    table.add("fused", shape, fused, numpy_ms=None if numpy_ms is None else numpy_ms[0],
+              torch_ms=None if torch_ms is None else torch_ms[0])
+    if numpy_ms is not None:
+        table.add("numpy", shape, numpy_ms)
+    if torch_ms is not None:
+        table.add("torch", shape, torch_ms)
+    table.print()
+    for impl, t in (("fused", fused), ("numpy", numpy_ms), ("torch", torch_ms)):
+        if t is not None:
+            print(f"{impl:6s} {1e3 * args.batch / t[0]:8.1f} samples/s")
+    if torch_ms is not None:
+        print(f"fused / torch samples/s ratio: {torch_ms[0] / fused[0]:.2f}")
+    if numpy_ms is not None:
+        print(f"fused / numpy samples/s ratio: {numpy_ms[0] / fused[0]:.2f}")
+    print("wrote", table.save())
+
+
+if __name__ == "__main__":
+    main()
