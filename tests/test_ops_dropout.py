@@ -127,6 +127,35 @@ def test_epilogue_matches_torch_without_dropout(act, tfn):
     assert_close(gb, tb.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_relu_propagates_nan_like_torch():
+    # torch.relu(nan) is nan and its gradient passes through (threshold_backward tests x <= 0);
+    # a NaN must never be silently turned into 0 by any fused ReLU path.
+    x = np.array([[-1.0, np.nan, 2.0, 0.0, -np.inf, np.inf]], np.float32)
+    dy = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], np.float32)
+    y = ops.bias_act_dropout_forward(x, None, act="relu")
+    dx = ops.bias_act_dropout_backward(dy, y, act="relu")
+    expect_y = np.array([[0.0, np.nan, 2.0, 0.0, 0.0, np.inf]], np.float32)
+    expect_dx = np.array([[0.0, 2.0, 3.0, 0.0, 0.0, 6.0]], np.float32)
+    np.testing.assert_array_equal(y, expect_y)
+    np.testing.assert_array_equal(dx, expect_dx)
+    with fusetrain.backend.use_backend("numpy"):
+        np.testing.assert_array_equal(ops.bias_act_dropout_backward(dy, y, act="relu"), expect_dx)
+    # batchnorm + ReLU: a NaN in one sample makes its channel NaN for the whole batch
+    xb = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    xb[2, 1] = np.nan
+    yb, mean, invstd = ops.batchnorm_forward(xb, None, None, None, None, training=True, relu=True)
+    assert np.isnan(yb[:, 1]).all() and np.isfinite(yb[:, [0, 2]]).all()
+    gx = ops.batchnorm_backward(np.ones_like(xb), xb, yb, None, mean, invstd, training=True, relu=True)
+    assert np.isnan(gx[:, 1]).all() and np.isfinite(gx[:, [0, 2]]).all()
+    try:
+        import torch
+    except ImportError:
+        return
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(dy))
+    np.testing.assert_array_equal(tx.grad.numpy(), expect_dx)
+
+
 def test_inplace_forward_and_bad_inputs():
     x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)
     expect = np.maximum(x + 1, 0)

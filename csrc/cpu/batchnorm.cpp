@@ -19,10 +19,11 @@ namespace {
 // Inner loops are plain functions with pointers and scalars passed by value: read through lambda
 // captures they would sit in memory that the stores might alias, and the loops stayed scalar.
 
-// dy passed back through a fused ReLU (and the dropout after it): y > 0 marks what passed.
+// dy passed back through a fused ReLU (and the dropout after it): y <= 0 marks what was blocked
+// (a NaN output passes its gradient, as in PyTorch).
 template <bool kRelu>
 inline float grad_in(const float* dy, const float* y, int64_t i, float ds) {
-  if constexpr (kRelu) return y[i] > 0.0f ? dy[i] * ds : 0.0f;
+  if constexpr (kRelu) return y[i] <= 0.0f ? 0.0f : dy[i] * ds;
   return dy[i];
 }
 
@@ -116,7 +117,7 @@ void apply_run(const float* x, float* y, const float* al, const float* be, float
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
     float v = x[i] * (kVec ? al[i] : a1) + (kVec ? be[i] : b1);
-    if constexpr (kRelu) v = v > 0.0f ? v : 0.0f;
+    if constexpr (kRelu) v = v <= 0.0f ? 0.0f : v;
     if constexpr (kDrop) v = (w[i] >> 8) >= thr ? v * scale : 0.0f;
     y[i] = v;
   }

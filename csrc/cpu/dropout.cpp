@@ -20,7 +20,7 @@ namespace {
 template <Act A>
 inline float act_fwd(float z, float slope) {
   if constexpr (A == Act::kIdentity) return z;
-  if constexpr (A == Act::kRelu) return z > 0.0f ? z : 0.0f;
+  if constexpr (A == Act::kRelu) return z <= 0.0f ? 0.0f : z;
   if constexpr (A == Act::kLeakyRelu) return z > 0.0f ? z : z * slope;
   if constexpr (A == Act::kTanh) return std::tanh(z);
   if constexpr (A == Act::kSigmoid) return 1.0f / (1.0f + std::exp(-z));
@@ -31,7 +31,7 @@ inline float act_fwd(float z, float slope) {
 template <Act A>
 inline float act_grad(float a, float slope) {
   if constexpr (A == Act::kIdentity) return 1.0f;
-  if constexpr (A == Act::kRelu) return a > 0.0f ? 1.0f : 0.0f;
+  if constexpr (A == Act::kRelu) return a <= 0.0f ? 0.0f : 1.0f;
   if constexpr (A == Act::kLeakyRelu) return a > 0.0f ? 1.0f : slope;
   if constexpr (A == Act::kTanh) return 1.0f - a * a;
   if constexpr (A == Act::kSigmoid) return a * (1.0f - a);
@@ -109,8 +109,8 @@ void backward_run(const float* dy, const float* y, float* dx, const uint32_t* w,
     float g;
     if constexpr (kMask == 0) {
       g = dy[i] * act_grad<A>(y[i], slope);
-    } else if constexpr (kMask == 1) {  // ReLU: y > 0 iff kept and active
-      g = y[i] > 0.0f ? dy[i] * scale : 0.0f;
+    } else if constexpr (kMask == 1) {  // ReLU: y <= 0 iff dropped or inactive
+      g = y[i] <= 0.0f ? 0.0f : dy[i] * scale;
     } else {
       bool keep;
       if constexpr (kMask == 2) keep = kb[i] != 0;

@@ -46,9 +46,9 @@ struct StatsTerms {
   }
 };
 
-// dy' = dy passed back through the fused ReLU and dropout (y > 0 marks the elements that pass).
+// dy' = dy passed back through the fused ReLU and dropout (y <= 0 marks the elements blocked).
 __device__ __forceinline__ float dy_through(float dy, float y, bool relu, float ds) {
-  return relu ? (y > 0.0f ? dy * ds : 0.0f) : dy;
+  return relu ? (y <= 0.0f ? 0.0f : dy * ds) : dy;
 }
 
 // Sums of (dy', dy'*(x - mean)) per channel; vec as in StatsTerms.
@@ -193,7 +193,7 @@ struct ApplyForward {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       float v = r[j] * alpha[cur.c] + beta[cur.c];
-      if (relu) v = v > 0.0f ? v : 0.0f;
+      if (relu) v = v <= 0.0f ? 0.0f : v;
       if constexpr (kDrop) v = keep_word(w[j], threshold) ? v * scale : 0.0f;
       r[j] = v;
       cur.next(C, S);

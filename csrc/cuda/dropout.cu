@@ -15,7 +15,7 @@ namespace {
 template <Act A>
 __device__ __forceinline__ float act_fwd(float z, float slope) {
   if constexpr (A == Act::kIdentity) return z;
-  if constexpr (A == Act::kRelu) return z > 0.0f ? z : 0.0f;
+  if constexpr (A == Act::kRelu) return z <= 0.0f ? 0.0f : z;
   if constexpr (A == Act::kLeakyRelu) return z > 0.0f ? z : z * slope;
   if constexpr (A == Act::kTanh) return tanhf(z);
   if constexpr (A == Act::kSigmoid) return 1.0f / (1.0f + expf(-z));
@@ -26,7 +26,7 @@ __device__ __forceinline__ float act_fwd(float z, float slope) {
 template <Act A>
 __device__ __forceinline__ float act_grad(float a, float slope) {
   if constexpr (A == Act::kIdentity) return 1.0f;
-  if constexpr (A == Act::kRelu) return a > 0.0f ? 1.0f : 0.0f;
+  if constexpr (A == Act::kRelu) return a <= 0.0f ? 0.0f : 1.0f;
   if constexpr (A == Act::kLeakyRelu) return a > 0.0f ? 1.0f : slope;
   if constexpr (A == Act::kTanh) return 1.0f - a * a;
   if constexpr (A == Act::kSigmoid) return a * (1.0f - a);
@@ -111,7 +111,7 @@ struct EpilogueBackward {
       if constexpr (M == MaskFrom::kNone) {
         g[j] = g[j] * act_grad<A>(a[j], slope);
       } else if constexpr (M == MaskFrom::kSign) {
-        g[j] = a[j] > 0.0f ? g[j] * d.scale : 0.0f;
+        g[j] = a[j] <= 0.0f ? 0.0f : g[j] * d.scale;
       } else {
         g[j] = keep_word(w[j], d.threshold) ? g[j] * d.scale * act_grad<A>(a[j] * d.inv_scale, slope) : 0.0f;
       }

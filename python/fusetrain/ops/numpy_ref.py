@@ -130,7 +130,7 @@ def batchnorm_forward(x3, w, b, running_mean, running_var, *, training, momentum
 def batchnorm_backward(dy3, x3, y3, w, mean, invstd, *, training, relu, dropout_scale=1.0):
     N, C, S = x3.shape
     if relu:
-        dy3 = np.where(y3 > 0, dy3 * dropout_scale, 0)
+        dy3 = np.where(y3 <= 0, 0, dy3 * dropout_scale)
     xhat = (x3 - mean[None, :, None]) * invstd[None, :, None]
     db = dy3.sum(axis=(0, 2))
     dw = (dy3 * xhat).sum(axis=(0, 2))
@@ -225,7 +225,7 @@ def activation_grad_from_output(a, act, slope=0.01):
     if act == "identity":
         return np.ones_like(a)
     if act == "relu":
-        return (a > 0).astype(a.dtype)
+        return (~(a <= 0)).astype(a.dtype)
     if act == "leaky_relu":
         return np.where(a > 0, 1.0, slope).astype(a.dtype)
     if act == "tanh":
