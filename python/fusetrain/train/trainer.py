@@ -11,6 +11,7 @@ from .. import backend, nn
 from .. import random as frandom
 from ..callbacks import Callback
 from ..optim import Optimizer
+from ..nn.normalization import _BatchNorm
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from . import checkpoint as _ckpt
 from .history import History
@@ -50,6 +51,8 @@ class Trainer:
     update (the history's ``"skipped_steps"`` counts them per epoch). Either way the check runs
     before the optimizer step, so weights and optimizer state are never touched by the bad
     batch, and batchnorm running statistics are rolled back to their values before it.
+
+    ``metadata``: a dict (JSON-like values) stored in every checkpoint, e.g. the run's settings.
 
     Inputs: floating arrays are converted to the model's dtype (float32), e.g. float64 data is
     cast once at the start of ``fit``; integer inputs are refused (scale them first, e.g.
@@ -106,6 +109,7 @@ class Trainer:
             model.to("cuda")
         self.device = device
         self.history = History()
+        self.metadata = {}
         self.epoch = 0
         self.stop_training = False
         self.train_inputs = None
@@ -189,6 +193,8 @@ class Trainer:
         ``seed``: when given, ``fusetrain.manual_seed(seed)`` is called first, so shuffling and
         dropout masks are reproducible (ignored when resuming: the checkpoint's RNG state wins).
         ``verbose``: 1 shows a progress bar per epoch, 0 is silent. Returns ``self.history``.
+        When the model has batchnorm layers and the last batch would hold a single sample (batch
+        statistics of one sample are undefined), that batch is left out of the epoch.
         """
         x = self._inputs(x)
         y = self._targets(y, len(x))
@@ -220,6 +226,8 @@ class Trainer:
             cb.set_trainer(self)
         n = len(x)
         nb = -(-n // batch_size)
+        if nb > 1 and n % batch_size == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
+            nb -= 1  # batchnorm cannot train on one sample; that sample waits for the next epoch's shuffle
         bn_bufs = self._bn_buffers()
         bn_saved = [b.copy() for b in bn_bufs]
         self.model.train()
@@ -353,7 +361,7 @@ class Trainer:
         ``fusetrain.train.checkpoint``). Atomic: a crash leaves the previous file intact."""
         _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
                               epoch=self.epoch, history=self.history,
-                              extra={"nonfinite": self.nonfinite, "loss": self.loss_name})
+                              extra=dict(self.metadata, nonfinite=self.nonfinite, loss=self.loss_name))
 
     def load_checkpoint(self, path) -> int:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
