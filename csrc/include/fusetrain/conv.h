@@ -42,6 +42,19 @@ void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_
 // (summed in double). Used for dy before the weight/input-gradient GEMMs.
 void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S);
 
+// Direct convolution (csrc/cpu/conv_direct.cpp): stride 1, one group, padding <= D*(K-1) in both
+// dimensions. Instead of a column matrix the forward keeps each image zero-padded:
+// xpad (N, conv2d_direct_image_size(C, g)) floats, written by the forward, read by the backward.
+// x (N, C, H, W), w (OC, C, KH, KW), bias (OC,) or null, y (N, OC, OH, OW).
+int64_t conv2d_direct_image_size(int64_t C, const Window2d& g);
+void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,
+                           int64_t N, int64_t C, int64_t OC, const Window2d& g);
+// dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C, KH, KW) and db (OC,) accumulate
+// (+=, skipped when null). Weight and bias sums are per-thread partials combined in thread order.
+void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, float* dx,
+                            float* dw, float* db, int64_t N, int64_t C, int64_t OC,
+                            const Window2d& g);
+
 // Max pooling over P = N*C planes. y: (P, OH, OW); idx: (P, OH, OW) flat index ih*W + iw of the
 // chosen input (PyTorch's convention); the first NaN wins, ties keep the first. Padding is -inf.
 void maxpool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g);

@@ -91,16 +91,16 @@ class _ConvNd(Module):
         w = self.weight.data
         out_sp = self._geometry(x)
         N = x.shape[0]
-        S = int(np.prod(out_sp))
-        rows = self.in_channels * int(np.prod(self.kernel_size))
+        geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        shapes = ops.conv2d_buffer_shapes if self._dims == 2 else ops.conv1d_buffer_shapes
+        col_shape, work_shape = shapes(x.shape, w.shape, **geometry)
         y = self._buffer("y", (N, self.out_channels) + out_sp, w)
-        col = self._buffer("col", (rows, N * S), w)
-        work = self._buffer("work", (self.out_channels, N * S), w)
+        col = self._buffer("col", col_shape, w)
+        work = None if work_shape is None else self._buffer("work", work_shape, w)
         fwd = ops.conv2d_forward if self._dims == 2 else ops.conv1d_forward
-        y, col = fwd(x, w, self.bias.data if self.bias is not None else None, stride=self.stride,
-                     padding=self.padding, dilation=self.dilation, groups=self.groups, out=y, col=col,
-                     workspace=work)
-        self._cache = (tuple(x.shape), col)
+        y, col = fwd(x, w, self.bias.data if self.bias is not None else None, out=y, col=col, workspace=work,
+                     **geometry)
+        self._cache = (tuple(x.shape), col, work)
         return y
 
     def backward(self, grad_output):
@@ -108,10 +108,9 @@ class _ConvNd(Module):
         if cache is None:
             raise RuntimeError(f"{self!r}: backward() called before forward() (or twice for one forward: "
                                "backward consumes the saved columns)")
-        x_shape, col = cache
+        x_shape, col, work = cache
         w = self.weight.data
         gx = self._buffer("gx", x_shape, w) if self.input_grad else None
-        work = self._buffer("work", (self.out_channels, col.shape[1]), w)
         bwd = ops.conv2d_backward if self._dims == 2 else ops.conv1d_backward
         return bwd(grad_output, col, w, x_shape, stride=self.stride, padding=self.padding, dilation=self.dilation,
                    groups=self.groups, grad_input=gx, grad_weight=self.weight.grad,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from . import numpy_ref  # noqa: F401  (the twins: baseline and float64 test oracle)
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool1d_backward,
-                   avg_pool1d_forward, avg_pool2d_backward, avg_pool2d_forward, conv1d_backward, conv1d_forward,
+                   avg_pool1d_forward, avg_pool2d_backward, avg_pool2d_forward, conv1d_backward, conv1d_buffer_shapes,
+                   conv1d_forward, conv2d_buffer_shapes,
                    conv2d_backward, conv2d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
                    max_pool2d_forward)
 from .dropout import (ACTIVATIONS, bias_act_dropout_backward, bias_act_dropout_forward, dropout_backward,
@@ -23,6 +24,7 @@ __all__ = [
     "layernorm_forward", "mask_bits_size", "probe_copy", "probe_triad", "probe_update", "rmsprop_step", "scale_",
     "sgd_step", "softmax_cross_entropy",
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool1d_backward", "avg_pool1d_forward",
-    "avg_pool2d_backward", "avg_pool2d_forward", "conv1d_backward", "conv1d_forward", "conv2d_backward",
+    "avg_pool2d_backward", "avg_pool2d_forward", "conv1d_backward", "conv1d_buffer_shapes", "conv1d_forward",
+    "conv2d_backward", "conv2d_buffer_shapes",
     "conv2d_forward", "max_pool1d_backward", "max_pool1d_forward", "max_pool2d_backward", "max_pool2d_forward",
 ]

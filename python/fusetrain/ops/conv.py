@@ -62,13 +62,53 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
     return N, Cin, H, W, OC, Cg, KH, KW, OH, OW
 
 
+def _direct(geom, stride, padding, dilation, groups, x=None) -> bool:
+    """Whether the direct (implicit-GEMM) kernels run this convolution: stride 1, one group and
+    padding <= dilation*(kernel-1) (so the input gradient is a plain padded convolution), on the
+    fused CPU backend. Other convolutions run im2col + BLAS."""
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
+    return (not use_numpy() and groups == 1 and stride == (1, 1) and N > 0
+            and padding[0] <= dilation[0] * (KH - 1) and padding[1] <= dilation[1] * (KW - 1)
+            and (x is None or not C.is_cuda_array(x)))
+
+
+def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+    """(col shape, workspace shape or None) of conv2d_forward/backward, to allocate them once.
+
+    col is what the forward saves for the backward: the zero-padded images (N, per-image size)
+    on the direct path, which needs no workspace, or the column matrix (C*KH*KW, N*OH*OW) and an
+    (OC, N*OH*OW) workspace on the im2col path."""
+    stride = _ints(stride, 2, "stride", 1)
+    padding = _ints(padding, 2, "padding", 0)
+    dilation = _ints(dilation, 2, "dilation", 1)
+    geom = _conv_geometry(tuple(x_shape), tuple(weight_shape), stride, padding, dilation, groups)
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
+    if _direct(geom, stride, padding, dilation, groups):
+        return (N, core().conv2d_direct_image_size(Cin, H, W, KH, KW, *padding, *dilation)), None
+    return (Cin * KH * KW, N * OH * OW), (OC, N * OH * OW)
+
+
+def conv1d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+    """conv2d_buffer_shapes for conv1d_forward/backward on (N, C, L) inputs."""
+    if len(x_shape) != 3 or len(weight_shape) != 3:
+        raise ValueError(f"expected x (N, C, L) and weight (OC, C/groups, K), got {tuple(x_shape)} and "
+                         f"{tuple(weight_shape)}")
+    s, p, d = (_ints(v, 1, n, lo)[0] for v, n, lo in ((stride, "stride", 1), (padding, "padding", 0),
+                                                      (dilation, "dilation", 1)))
+    N, Cin, L = x_shape
+    OC, Cg, K = weight_shape
+    return conv2d_buffer_shapes((N, Cin, 1, L), (OC, Cg, 1, K), stride=(1, s), padding=(0, p), dilation=(1, d),
+                                groups=groups)
+
+
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, out=None,
                    col=None, workspace=None):
     """Returns (y, col). x (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) or None.
 
-    col (C*KH*KW, N*OH*OW) is the column matrix conv2d_backward needs; backward overwrites it
-    (it doubles as the input-gradient scratch), so run one backward per forward. out, col and
-    workspace ((OC, N*OH*OW) scratch) may be passed to reuse buffers across steps.
+    col is what conv2d_backward needs (shape: conv2d_buffer_shapes): the zero-padded input on the
+    direct path (stride 1, one group), else the column matrix (C*KH*KW, N*OH*OW), which backward
+    overwrites (it doubles as the input-gradient scratch); run one backward per forward. out, col
+    and workspace ((OC, N*OH*OW) scratch of the im2col path) may be passed to reuse buffers.
     """
     x = C.array(x, "x", ndim=4)
     _no_host(x, "conv2d")
@@ -76,9 +116,15 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
-    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = _conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    geom = _conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     bias = C.optional(bias, "bias", shape=(OC,))
     out = _buffer(out, "out", (N, OC, OH, OW), x)
+    if _direct(geom, stride, padding, dilation, groups, x):
+        col = _buffer(col, "col", conv2d_buffer_shapes(x.shape, weight.shape, stride=stride, padding=padding,
+                                                       dilation=dilation, groups=groups)[0], x)
+        core().conv2d_direct_forward(x, weight, bias, out, col, N, Cin, OC, H, W, KH, KW, *padding, *dilation)
+        return out, col
     col = _buffer(col, "col", (Cin * KH * KW, N * OH * OW), x)
     if use_numpy():
         y, c = ref.conv2d_forward(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
@@ -113,18 +159,25 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
     dilation = _ints(dilation, 2, "dilation", 1)
     if len(x_shape) != 4:
         raise ValueError(f"x_shape must be (N, C, H, W), got {tuple(x_shape)}")
-    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = _conv_geometry(
-        tuple(x_shape), weight.shape, stride, padding, dilation, groups)
+    geom = _conv_geometry(tuple(x_shape), weight.shape, stride, padding, dilation, groups)
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     if tuple(grad_out.shape) != (N, OC, OH, OW):
         raise ValueError(f"grad_out must have shape {(N, OC, OH, OW)}, got {tuple(grad_out.shape)}")
     G, K, NS = groups, Cg * KH * KW, N * OH * OW
-    col = C.array(col, "col", inplace=True, shape=(Cin * KH * KW, NS))
+    direct = _direct(geom, stride, padding, dilation, groups, grad_out)
+    col_shape = conv2d_buffer_shapes(x_shape, weight.shape, stride=stride, padding=padding, dilation=dilation,
+                                     groups=groups)[0] if direct else (Cin * KH * KW, NS)
+    col = C.array(col, "col", inplace=not direct, shape=col_shape)
     grad_weight = C.optional(grad_weight, "grad_weight", inplace=True, shape=weight.shape)
     grad_bias = C.optional(grad_bias, "grad_bias", inplace=True, shape=(OC,))
     if need_input_grad:
         grad_input = _buffer(grad_input, "grad_input", (N, Cin, H, W), grad_out)
     else:
         grad_input = None
+    if direct:
+        core().conv2d_direct_backward(grad_out, col, weight, grad_input, grad_weight, grad_bias, N, Cin, OC, H, W,
+                                      KH, KW, *padding, *dilation)
+        return grad_input
     if use_numpy():
         dx, dw, db = ref.conv2d_backward(grad_out, col, weight, (N, Cin, H, W), stride=stride,
                                          padding=padding, dilation=dilation, groups=groups,
