@@ -283,10 +283,16 @@ def recompute_batchnorm(model, x, batch_size=256):
     """Re-estimate every BatchNorm's running statistics for the model's current weights: reset
     them, then one pass over ``x`` in training mode with a cumulative average (momentum=None),
     as ``torch.optim.swa_utils.update_bn`` does. The model's mode and momenta are restored.
-    No parameter changes. Returns the number of BatchNorm layers updated."""
+    No parameter changes. A last batch of one sample is left out, as in ``Trainer.fit``.
+    Returns the number of BatchNorm layers updated."""
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    if not bns or len(x) == 0:
+    n = len(x)
+    if not bns or n == 0:
         return 0
+    if n == 1:
+        raise ValueError("recompute_batchnorm needs at least 2 samples (one sample has no batch variance)")
+    if n % batch_size == 1 and n > batch_size:
+        n -= 1  # a one-sample last batch has no variance; leave it out, as Trainer.fit does
     was_training = model.training
     momenta = [m.momentum for m in bns]
     for m in bns:
@@ -294,8 +300,8 @@ def recompute_batchnorm(model, x, batch_size=256):
         m.momentum = None
     model.train()
     try:
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size])
+        for i in range(0, n, batch_size):
+            model(x[i:min(n, i + batch_size)])
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom

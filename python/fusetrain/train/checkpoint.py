@@ -41,6 +41,8 @@ def _encode(obj, name, arrays):
         arr = obj.get() if backend.is_cuda_array(obj) else np.array(obj, copy=True)
         if arr.dtype.hasobject:
             raise TypeError(f"cannot store an object array in a checkpoint ({name})")
+        while name in arrays:  # keys such as 0 and "0" of one dict give the same path
+            name += "+"
         arrays[name] = arr
         return {"__array__": name}
     if isinstance(obj, np.generic):
@@ -148,11 +150,19 @@ def read(path) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            entries = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        # np.load leaks the file it opened when the zip directory is unreadable; this `with` owns it
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            entries = None
+            if isinstance(f, np.lib.npyio.NpzFile):
+                with f:
+                    entries = {k: f[k] for k in f.files}
+    # zipfile raises RuntimeError / NotImplementedError for corrupt flag, method and version fields
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}); the file is "
                               "truncated, corrupt or not a .npz checkpoint") from exc
+    if entries is None:
+        raise CheckpointError(f"{path}: not a fusetrain checkpoint (a single .npy array, not a .npz archive)")
     if _META not in entries or _SUM not in entries:
         raise CheckpointError(f"{path}: not a fusetrain checkpoint (no {_META!r}/{_SUM!r} entries)")
     text = str(entries.pop(_META))
@@ -163,7 +173,10 @@ def read(path) -> dict:
         body = json.loads(text)
     except ValueError as exc:
         raise CheckpointError(f"{path}: unreadable metadata ({exc})") from exc
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
+    if not isinstance(body, dict):
+        raise CheckpointError(f"{path}: not a fusetrain checkpoint (its metadata is a JSON {type(body).__name__}, "
+                              "not an object)")
+    if body.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fusetrain checkpoint (format {body.get('format')!r})")
     if body.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {body.get('version')!r} is not supported "
@@ -302,7 +315,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
 
     opt_snapshot = optimizer.state_dict() if optimizer is not None else None
     sched_snapshot = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
-    cb_snapshots = [(cb, cb.state_dict()) for cb, _ in pairs]
+    cb_snapshots = [(cb, cb.state_dict(), getattr(cb, "_restored", None)) for cb, _ in pairs]
     rng_snapshot = frandom.get_rng_state()
     try:
         model.load_state_dict(ckpt["model"]["state"])
@@ -320,8 +333,10 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
             optimizer.load_state_dict(opt_snapshot)
         if scheduler is not None:
             scheduler.load_state_dict(sched_snapshot)
-        for cb, state in cb_snapshots:
+        for cb, state, restored in cb_snapshots:
             cb.load_state_dict(state)
+            if restored is not None:
+                cb._restored = restored  # putting the old state back is an undo, not a resume
         frandom.set_rng_state(rng_snapshot)
         raise CheckpointError(f"{path}: loading failed and was rolled back ({type(exc).__name__}: {exc})") from exc
     return {"epoch": int(ckpt.get("epoch", 0)), "history": ckpt.get("history", {}),
