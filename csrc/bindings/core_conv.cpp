@@ -36,6 +36,7 @@ void bind_conv(py::module_& m) {
     py::gil_scoped_release nogil;
     fusetrain::col2im2d(cp, dxp, N, C, g);
   });
+  m.def("conv2d_direct_isa", []() { return std::string(fusetrain::conv2d_direct_isa()); });
   m.def("conv2d_direct_image_size", [](int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH,
                                         int64_t PW, int64_t DH, int64_t DW) {
     return fusetrain::conv2d_direct_image_size(C, window(H, W, KH, KW, 1, 1, PH, PW, DH, DW));

@@ -9,13 +9,18 @@
 // width are computed and dropped (Wp/OW - 1 extra work: 6% at 32x32, 12% at 16x16).
 //
 // Backward: dx is the same convolution of dy, padded by D*(K-1)-P, with the flipped and
-// transposed weights; dW[oc, k] = sum_s' dyw[oc, s'] * xpad[off[k] + s'], where dyw is dy laid
-// out on the padded width (zeros in the padding columns): dot products of contiguous rows.
+// transposed weights; dW[oc, k] = sum_s' dT[s', oc] * xpad[off[k] + s'], where dT is dy
+// transposed to position-major on the padded width (zeros in the padding columns): a register
+// tile of taps x output channels accumulates outer products, one position at a time.
+// The tiles are written once (conv_kernels.inc) and compiled for AVX-512, AVX2+FMA and portable
+// C++; the widest the CPU supports is picked at run time.
 // reference: torch.nn.functional.conv2d (cross-correlation, zero padding).
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "fusetrain/common.h"
@@ -29,158 +34,111 @@
 namespace fusetrain {
 namespace {
 
-constexpr int64_t kMR = 6;   // output channels per register tile
-constexpr int64_t kNR = 16;  // output positions per register tile (two 8-float vectors)
-constexpr int64_t kDR = 3;   // weight-gradient tile: kernel taps ...
-constexpr int64_t kDC = 4;   // ... x output channels, dot products over positions in 8-float vectors
-
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// ---------------------------------------------------------------- micro-kernels
-// c (6 rows, stride ldc) = a (K x 6, packed) . b, where b row k is the 16 floats at x + off[k].
-using TileFn = void (*)(int64_t K, const float* a, const float* x, const int64_t* off, float* c,
-                        int64_t ldc);
-// out[i*4 + j] = sum_{s < L} x[i][s] * d[j][s]  (L a multiple of 8).
-using DotFn = void (*)(int64_t L, const float* const* x, const float* const* d, float* out);
-
-void tile_generic(int64_t K, const float* a, const float* x, const int64_t* off, float* c,
-                  int64_t ldc) {
-  float acc[kMR][kNR] = {};
-  for (int64_t k = 0; k < K; ++k, a += kMR) {
-    const float* b = x + off[k];
-    for (int64_t r = 0; r < kMR; ++r)
-      for (int64_t j = 0; j < kNR; ++j) acc[r][j] += a[r] * b[j];
-  }
-  for (int64_t r = 0; r < kMR; ++r) std::memcpy(c + r * ldc, acc[r], sizeof(acc[r]));
-}
-
-void dot_generic(int64_t L, const float* const* x, const float* const* d, float* out) {
-  for (int64_t i = 0; i < kDR; ++i)
-    for (int64_t j = 0; j < kDC; ++j) {
-      float lanes[8] = {};
-      for (int64_t s = 0; s < L; s += 8)
-        for (int64_t l = 0; l < 8; ++l) lanes[l] += x[i][s + l] * d[j][s + l];
-      float t = 0.0f;
-      for (float v : lanes) t += v;
-      out[i * kDC + j] = t;
-    }
-}
+// ---------------------------------------------------------------- micro-kernels, one set per ISA
+// Portable: an 8-float "vector" the compiler vectorizes for whatever the build targets.
+namespace portable {
+struct VT {
+  struct V { float f[8]; };
+  static constexpr int W = 8;
+  static V zero() { return V{}; }
+  static V load(const float* p) { V v; std::memcpy(v.f, p, sizeof(v.f)); return v; }
+  static V set1(float a) { V v; for (float& e : v.f) e = a; return v; }
+  static V fma(V a, V b, V c) { for (int i = 0; i < W; ++i) c.f[i] += a.f[i] * b.f[i]; return c; }
+  static void store(float* p, V v) { std::memcpy(p, v.f, sizeof(v.f)); }
+};
+#include "conv_kernels.inc"
+}  // namespace portable
 
 #ifdef FT_X86
-// Scalar math: c[r][j] = sum_k a[k][r] * x[off[k] + j]; 12 accumulators hide the FMA latency.
-__attribute__((target("avx2,fma"))) void tile_avx2(int64_t K, const float* a, const float* x,
-                                                   const int64_t* off, float* c, int64_t ldc) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t k = 0; k < K; ++k, a += kMR) {
-    const float* b = x + off[k];
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    __m256 v = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(v, b0, c00);
-    c01 = _mm256_fmadd_ps(v, b1, c01);
-    v = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(v, b0, c10);
-    c11 = _mm256_fmadd_ps(v, b1, c11);
-    v = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(v, b0, c20);
-    c21 = _mm256_fmadd_ps(v, b1, c21);
-    v = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(v, b0, c30);
-    c31 = _mm256_fmadd_ps(v, b1, c31);
-    v = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(v, b0, c40);
-    c41 = _mm256_fmadd_ps(v, b1, c41);
-    v = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(v, b0, c50);
-    c51 = _mm256_fmadd_ps(v, b1, c51);
-  }
-  _mm256_storeu_ps(c, c00);
-  _mm256_storeu_ps(c + 8, c01);
-  _mm256_storeu_ps(c + ldc, c10);
-  _mm256_storeu_ps(c + ldc + 8, c11);
-  _mm256_storeu_ps(c + 2 * ldc, c20);
-  _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-  _mm256_storeu_ps(c + 3 * ldc, c30);
-  _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-  _mm256_storeu_ps(c + 4 * ldc, c40);
-  _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-  _mm256_storeu_ps(c + 5 * ldc, c50);
-  _mm256_storeu_ps(c + 5 * ldc + 8, c51);
-}
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct VT {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V set1(float a) { return _mm256_set1_ps(a); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+#include "conv_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
 
-__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
-}
-
-// Scalar math: out[i][j] = sum_s x[i][s] * d[j][s], 8 lanes per accumulator, summed at the end.
-__attribute__((target("avx2,fma"))) void dot_avx2(int64_t L, const float* const* x,
-                                                  const float* const* d, float* out) {
-  const float *x0 = x[0], *x1 = x[1], *x2 = x[2];
-  const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
-  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00;
-  __m256 a12 = a00, a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-  for (int64_t s = 0; s < L; s += 8) {
-    const __m256 u0 = _mm256_loadu_ps(x0 + s), u1 = _mm256_loadu_ps(x1 + s),
-                 u2 = _mm256_loadu_ps(x2 + s);
-    __m256 v = _mm256_loadu_ps(d0 + s);
-    a00 = _mm256_fmadd_ps(u0, v, a00);
-    a10 = _mm256_fmadd_ps(u1, v, a10);
-    a20 = _mm256_fmadd_ps(u2, v, a20);
-    v = _mm256_loadu_ps(d1 + s);
-    a01 = _mm256_fmadd_ps(u0, v, a01);
-    a11 = _mm256_fmadd_ps(u1, v, a11);
-    a21 = _mm256_fmadd_ps(u2, v, a21);
-    v = _mm256_loadu_ps(d2 + s);
-    a02 = _mm256_fmadd_ps(u0, v, a02);
-    a12 = _mm256_fmadd_ps(u1, v, a12);
-    a22 = _mm256_fmadd_ps(u2, v, a22);
-    v = _mm256_loadu_ps(d3 + s);
-    a03 = _mm256_fmadd_ps(u0, v, a03);
-    a13 = _mm256_fmadd_ps(u1, v, a13);
-    a23 = _mm256_fmadd_ps(u2, v, a23);
-  }
-  const __m256 acc[12] = {a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23};
-  for (int i = 0; i < 12; ++i) out[i] = hsum_avx2(acc[i]);
-}
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+struct VT {
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V set1(float a) { return _mm512_set1_ps(a); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+};
+#include "conv_kernels.inc"
+}  // namespace avx512
+#pragma GCC pop_options
 #endif
 
+using TileFn = void (*)(int64_t K, const float* a, const float* x, const int64_t* off, float* c, int64_t ldc);
+using OuterFn = void (*)(int64_t L, const float* const* x, const float* dT, int64_t ldd, float* out);
+
+// The tile shapes of one instruction set: forward/input-gradient tiles of mr channels x nr
+// positions; weight-gradient tiles of dr taps x dc output channels. Sized so the accumulators
+// fill the register file (AVX-512: 16 of 32 and 24 of 32; AVX2: 12 of 16).
 struct Kernels {
+  const char* isa;
+  int64_t mr, nr, dr, dc;
   TileFn tile;
-  DotFn dot;
+  OuterFn outer;
 };
 
+// The widest instruction set the CPU supports, or a narrower one named by FUSETRAIN_CPU_ISA
+// ("avx2", "portable"; read once) so that every kernel variant can be tested on one machine.
 const Kernels& kernels() {
   static const Kernels k = [] {
+    const char* env = std::getenv("FUSETRAIN_CPU_ISA");
+    const std::string want = env ? env : "";
 #ifdef FT_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Kernels{tile_avx2, dot_avx2};
+    if (want != "avx2" && want != "portable" && __builtin_cpu_supports("avx512f"))
+      return Kernels{"avx512", 8, 32, 12, 32, avx512::tile<8, 2>, avx512::outer<12, 2>};
+    if (want != "portable" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return Kernels{"avx2", 6, 16, 6, 16, avx2::tile<6, 2>, avx2::outer<6, 2>};
 #endif
-    return Kernels{tile_generic, dot_generic};
+    return Kernels{"portable", 6, 16, 6, 16, portable::tile<6, 2>, portable::outer<6, 2>};
   }();
   return k;
 }
 
 // ---------------------------------------------------------------- geometry and packing
+// Widest tile of any instruction set: the zero tail of a padded image covers its overrun, so the
+// saved-image size does not depend on which kernels this CPU runs.
+constexpr int64_t kMaxNR = 32;
+
 // A stride-1 convolution seen on padded planes: `in` channels of (Hp, Wp), taps (KH, KW) with
 // dilation (DH, DW), `out` channels of (OH, OW) with OH = Hp - DH*(KH-1), OW = Wp - DW*(KW-1).
 struct Plan {
   int64_t in, out, KH, KW, DH, DW, Hp, Wp, OH, OW;
   int64_t plane, img;  // floats per padded plane; per padded image including the zero tail
-  int64_t S, Spr;      // positions on the padded width (OH*Wp) and that rounded up to kNR
-  int64_t K, outp;     // taps in*KH*KW; out rounded up to kMR
+  int64_t S, Spr;      // positions on the padded width (OH*Wp) and that rounded up to the tile width
+  int64_t K, outp;     // taps in*KH*KW; out rounded up to the tile height
   std::vector<int64_t> off;
 };
 
 Plan make_plan(int64_t in, int64_t out, int64_t KH, int64_t KW, int64_t DH, int64_t DW, int64_t Hp,
                int64_t Wp) {
+  const Kernels& kn = kernels();
   Plan p{in, out, KH, KW, DH, DW, Hp, Wp, Hp - DH * (KH - 1), Wp - DW * (KW - 1), Hp * Wp, 0, 0, 0,
-         in * KH * KW, round_up(out, kMR), {}};
+         in * KH * KW, round_up(out, kn.mr), {}};
   p.S = p.OH * p.Wp;
-  p.Spr = round_up(p.S, kNR);
-  // The last tile of the last channel reads up to (KW-1)*DW + kNR floats past the planes.
-  p.img = round_up(in * p.plane + (KW - 1) * DW + 2 * kNR, 16);
+  p.Spr = round_up(p.S, kn.nr);
+  // The last tile of the last channel reads up to (KW-1)*DW + nr floats past the planes.
+  p.img = round_up(in * p.plane + (KW - 1) * DW + 2 * kMaxNR, 16);
   p.off.resize(size_t(p.K));
   for (int64_t c = 0; c < in; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -188,11 +146,11 @@ Plan make_plan(int64_t in, int64_t out, int64_t KH, int64_t KW, int64_t DH, int6
   return p;
 }
 
-// Weights (out, K) as kMR-row panels, k-major inside a panel; rows past `out` are zero.
+// Weights (out, K) as mr-row panels, k-major inside a panel; rows past `out` are zero.
 // flip: the input-gradient weights, a[c][(oc, kh, kw)] = w[oc][c][KH-1-kh][KW-1-kw].
 std::vector<float> pack_weights(const float* w, const Plan& p, bool flip) {
+  const int64_t mr = kernels().mr, KK = p.KH * p.KW;
   std::vector<float> a(size_t(p.outp * p.K), 0.0f);
-  const int64_t KK = p.KH * p.KW;
   for (int64_t r = 0; r < p.out; ++r)
     for (int64_t k = 0; k < p.K; ++k) {
       float v;
@@ -202,7 +160,7 @@ std::vector<float> pack_weights(const float* w, const Plan& p, bool flip) {
         const int64_t oc = k / KK, t = k % KK;
         v = w[(oc * p.out + r) * KK + (KK - 1 - t)];
       }
-      a[size_t(((r / kMR) * p.K + k) * kMR + r % kMR)] = v;
+      a[size_t(((r / mr) * p.K + k) * mr + r % mr)] = v;
     }
   return a;
 }
@@ -227,10 +185,10 @@ void pad_image(const float* src, int64_t C, int64_t H, int64_t W, int64_t PH, in
 
 // All output tiles of one padded image: ypad (outp, Spr).
 void conv_image(const Plan& p, const float* apack, const float* xpad, float* ypad) {
-  const TileFn tile = kernels().tile;
-  for (int64_t s0 = 0; s0 < p.Spr; s0 += kNR)
-    for (int64_t r0 = 0; r0 < p.outp; r0 += kMR)
-      tile(p.K, apack + r0 * p.K, xpad + s0, p.off.data(), ypad + r0 * p.Spr + s0, p.Spr);
+  const Kernels& kn = kernels();
+  for (int64_t s0 = 0; s0 < p.Spr; s0 += kn.nr)
+    for (int64_t r0 = 0; r0 < p.outp; r0 += kn.mr)
+      kn.tile(p.K, apack + r0 * p.K, xpad + s0, p.off.data(), ypad + r0 * p.Spr + s0, p.Spr);
 }
 
 // ypad (outp, Spr) on the padded width -> y (out, OH, OW), adding bias[c] when given.
@@ -246,6 +204,25 @@ void unpad_output(const Plan& p, const float* ypad, const float* bias, float* y)
   }
 }
 
+// dy (OC, OH, OW) -> dT (OH*Wp, ldd): position-major on the forward's padded width, so the
+// weight-gradient kernel reads all output channels of a position as vectors. Entries for padding
+// columns and channels past OC are never written (they stay 0). Also returns per-channel sums.
+void transpose_dy(const float* dy, int64_t OC, int64_t OH, int64_t OW, int64_t Wp, int64_t ldd, float* dT,
+                  double* sums) {
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    double s = 0.0;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* src = dy + (oc * OH + oh) * OW;
+      float* dst = dT + oh * Wp * ldd + oc;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        dst[ow * ldd] = src[ow];
+        s += double(src[ow]);
+      }
+    }
+    if (sums) sums[oc] += s;
+  }
+}
+
 void check_direct(const Window2d& g) {
   check(g.SH == 1 && g.SW == 1, "the direct convolution needs stride 1");
   check(g.PH <= g.DH * (g.KH - 1) && g.PW <= g.DW * (g.KW - 1),
@@ -257,6 +234,8 @@ Plan forward_plan(int64_t C, int64_t OC, const Window2d& g) {
 }
 
 }  // namespace
+
+const char* conv2d_direct_isa() { return kernels().isa; }
 
 int64_t conv2d_direct_image_size(int64_t C, const Window2d& g) {
   check_direct(g);
@@ -288,24 +267,26 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
                             const Window2d& g) {
   check(N >= 0 && C >= 1 && OC >= 1, "direct convolution sizes must be positive");
   check_direct(g);
+  const Kernels& kn = kernels();
   const Plan fp = forward_plan(C, OC, g);
-  const int64_t OHW = g.OH * g.OW, HW = g.H * g.W;
+  const int64_t OHW = g.OH * g.OW, HW = g.H * g.W, K = fp.K;
   // Input gradient: a stride-1 convolution of dy padded by D*(K-1) - P.
   const int64_t QH = g.DH * (g.KH - 1) - g.PH, QW = g.DW * (g.KW - 1) - g.PW;
   const Plan bp = make_plan(OC, C, g.KH, g.KW, g.DH, g.DW, g.OH + 2 * QH, g.OW + 2 * QW);
   const std::vector<float> apack = dx ? pack_weights(w, bp, true) : std::vector<float>();
-  // Weight gradient: dot products over positions on the forward's padded width.
+  // Weight gradient: outer products over positions on the forward's padded width.
   const bool grads = dw || db;
-  const int64_t L = round_up(fp.S, 8), OC4 = round_up(OC, kDC), K = fp.K;
+  const int64_t OCr = round_up(OC, kn.dc), Kr = round_up(K, kn.dr), L = fp.S;
   const int nt = omp_get_max_threads();
-  std::vector<double> part(grads ? size_t(nt) * size_t(OC * K + OC) : 0, 0.0);
+  const size_t part_size = size_t(OC * K + OC);
+  std::vector<double> part(grads ? size_t(nt) * part_size : 0, 0.0);
   std::vector<float> zeros(grads ? size_t(L) : 0, 0.0f);
-  const DotFn dot = kernels().dot;
 #pragma omp parallel if (N > 1 && N * OC * K * OHW > kParallelGrain)
   {
     std::vector<float> dypad(dx ? size_t(bp.img) : 0), gpad(dx ? size_t(bp.outp * bp.Spr) : 0);
-    std::vector<float> dyw(grads ? size_t(OC4 * L) : 0, 0.0f);
-    double* acc = grads ? part.data() + size_t(omp_get_thread_num()) * size_t(OC * K + OC) : nullptr;
+    std::vector<float> dT(grads ? size_t(L * OCr) : 0, 0.0f), tile(size_t(kn.dr * kn.dc));
+    std::vector<const float*> rows(size_t(kn.dr));
+    double* acc = grads ? part.data() + size_t(omp_get_thread_num()) * part_size : nullptr;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * OC * OHW;
@@ -315,40 +296,26 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
         unpad_output(bp, gpad.data(), nullptr, dx + n * C * HW);
       }
       if (!grads) continue;
-      for (int64_t oc = 0; oc < OC; ++oc) {  // dy on the padded width; padding columns stay 0
-        double s = 0.0;
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const float* src = dyn + (oc * g.OH + oh) * g.OW;
-          std::memcpy(dyw.data() + oc * L + oh * fp.Wp, src, sizeof(float) * size_t(g.OW));
-          if (db) {
-#pragma omp simd reduction(+ : s)
-            for (int64_t ow = 0; ow < g.OW; ++ow) s += double(src[ow]);
-          }
-        }
-        acc[OC * K + oc] += s;
-      }
+      transpose_dy(dyn, OC, g.OH, g.OW, fp.Wp, OCr, dT.data(), db ? acc + OC * K : nullptr);
       if (!dw) continue;
       const float* xp = xpad + n * fp.img;
-      for (int64_t k0 = 0; k0 < K; k0 += kDR) {
-        const float* xr[kDR];
-        for (int64_t i = 0; i < kDR; ++i) xr[i] = k0 + i < K ? xp + fp.off[size_t(k0 + i)] : zeros.data();
-        for (int64_t oc0 = 0; oc0 < OC4; oc0 += kDC) {
-          const float* dr[kDC];
-          for (int64_t j = 0; j < kDC; ++j) dr[j] = dyw.data() + (oc0 + j) * L;
-          float out[kDR * kDC];
-          dot(L, xr, dr, out);
-          for (int64_t i = 0; i < kDR && k0 + i < K; ++i)
-            for (int64_t j = 0; j < kDC && oc0 + j < OC; ++j) acc[(oc0 + j) * K + k0 + i] += double(out[i * kDC + j]);
+      for (int64_t k0 = 0; k0 < Kr; k0 += kn.dr) {
+        for (int64_t i = 0; i < kn.dr; ++i) rows[size_t(i)] = k0 + i < K ? xp + fp.off[size_t(k0 + i)] : zeros.data();
+        for (int64_t oc0 = 0; oc0 < OCr; oc0 += kn.dc) {
+          kn.outer(L, rows.data(), dT.data() + oc0, OCr, tile.data());
+          // float per-image partials (L terms each) summed in double across images
+          for (int64_t i = 0; i < kn.dr && k0 + i < K; ++i)
+            for (int64_t j = 0; j < kn.dc && oc0 + j < OC; ++j)
+              acc[(oc0 + j) * K + k0 + i] += double(tile[size_t(i * kn.dc + j)]);
         }
       }
     }
   }
   if (!grads) return;
   // Per-thread partials combined in thread order: the same result for the same thread count.
-  const size_t stride = size_t(OC * K + OC);
   for (int64_t i = 0; i < OC * K + OC; ++i) {
     double s = 0.0;
-    for (int t = 0; t < nt; ++t) s += part[size_t(t) * stride + size_t(i)];
+    for (int t = 0; t < nt; ++t) s += part[size_t(t) * part_size + size_t(i)];
     if (i < OC * K) {
       if (dw) dw[i] += float(s);
     } else if (db) {

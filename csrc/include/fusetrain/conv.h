@@ -47,6 +47,8 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
 // xpad (N, conv2d_direct_image_size(C, g)) floats, written by the forward, read by the backward.
 // x (N, C, H, W), w (OC, C, KH, KW), bias (OC,) or null, y (N, OC, OH, OW).
 int64_t conv2d_direct_image_size(int64_t C, const Window2d& g);
+// Instruction set of the direct kernels picked for this CPU: "avx512", "avx2" or "portable".
+const char* conv2d_direct_isa();
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,
                            int64_t N, int64_t C, int64_t OC, const Window2d& g);
 // dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C, KH, KW) and db (OC,) accumulate
