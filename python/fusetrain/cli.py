@@ -268,7 +268,7 @@ def _resolve(args, explicit, parser):
             saved = ckpt.read(args.resume)
         except (OSError, ValueError) as exc:
             parser.error(f"--resume: {exc}")
-        cfg = (saved.get("extra") or {}).get("cli_args")
+        cfg = ((saved.get("extra") or {}).get("metadata") or {}).get("cli_args")
         if not isinstance(cfg, dict) or not cfg:
             parser.error(f"--resume: {args.resume} was not written by 'fusetrain train' (no saved settings)")
         for k in sorted(explicit):
@@ -444,8 +444,6 @@ def _train(args, parser):
         cbs.append(cb.SWA(args.swa_start, swa_lr=args.swa_lr))
     trainer = Trainer(model, opt, max_grad_norm=args.clip_norm or None, scheduler=sched, callbacks=cbs,
                       device=args.device, scheduler_monitor=monitor)
-    trainer.metadata["cli_args"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-                                    if k != "command"}
     if args.resume:
         try:
             trainer.load_checkpoint(args.resume)
@@ -453,6 +451,9 @@ def _train(args, parser):
             parser.error(f"--resume: {exc}")
         if trainer.epoch >= args.epochs and not args.quiet:
             print(f"the checkpoint already holds {trainer.epoch} epochs (--epochs {args.epochs}): nothing to train")
+    # after load_checkpoint, which restores the saved run's metadata: this run's settings win
+    trainer.metadata["cli_args"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+                                    if k != "command"}
     with open(out / "config.json", "w") as f:
         json.dump(trainer.metadata["cli_args"], f, indent=2, sort_keys=True)
     if not args.quiet:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import backend, nn
 from .. import random as frandom
-from ..callbacks import Callback
+from ..callbacks import Callback, ModelCheckpoint
 from ..optim import Optimizer
 from ..nn.normalization import _BatchNorm
 from ..optim.lr_scheduler import ReduceLROnPlateau
@@ -52,7 +52,8 @@ class Trainer:
     before the optimizer step, so weights and optimizer state are never touched by the bad
     batch, and batchnorm running statistics are rolled back to their values before it.
 
-    ``metadata``: a dict (JSON-like values) stored in every checkpoint, e.g. the run's settings.
+    ``metadata``: a dict (JSON-like values) stored in every checkpoint, e.g. the run's settings;
+    ``load_checkpoint`` restores it.
 
     Inputs: floating arrays are converted to the model's dtype (float32), e.g. float64 data is
     cast once at the start of ``fit``; integer inputs are refused (scale them first, e.g.
@@ -193,6 +194,8 @@ class Trainer:
         ``seed``: when given, ``fusetrain.manual_seed(seed)`` is called first, so shuffling and
         dropout masks are reproducible (ignored when resuming: the checkpoint's RNG state wins).
         ``verbose``: 1 shows a progress bar per epoch, 0 is silent. Returns ``self.history``.
+        Callbacks run in the order given, except that ModelCheckpoint instances run after all the
+        others, so each checkpoint captures the complete end-of-epoch state.
         When the model has batchnorm layers and the last batch would hold a single sample (batch
         statistics of one sample are undefined), that batch is left out of the epoch.
         """
@@ -217,6 +220,10 @@ class Trainer:
             if seed is not None:
                 frandom.manual_seed(seed)
         cbs = self.callbacks if callbacks is None else self.callbacks + list(callbacks)
+        # Checkpoints last: a file written at an epoch's end must hold every other callback's
+        # update of that epoch (an EMA/SWA average, EarlyStopping's counters), whatever the order given.
+        cbs = [cb for cb in cbs if not isinstance(cb, ModelCheckpoint)] + \
+              [cb for cb in cbs if isinstance(cb, ModelCheckpoint)]
         batch_begin = [cb for cb in cbs if _overrides(cb, "on_train_batch_begin")]
         batch_end = [cb for cb in cbs if _overrides(cb, "on_train_batch_end")]
         self.train_inputs, self.batch_size = x, int(batch_size)
@@ -361,13 +368,15 @@ class Trainer:
         ``fusetrain.train.checkpoint``). Atomic: a crash leaves the previous file intact."""
         _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
                               epoch=self.epoch, history=self.history,
-                              extra=dict(self.metadata, nonfinite=self.nonfinite, loss=self.loss_name))
+                              extra={"metadata": self.metadata,
+                                     "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
 
     def load_checkpoint(self, path) -> int:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
         corrupt or mismatched file raises CheckpointError and changes nothing). The next ``fit``
         continues from its epoch. Returns that epoch."""
         info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks)
+        self.metadata = dict((info.get("extra") or {}).get("metadata") or {})
         self.epoch = info["epoch"]
         self.history = History(info["history"], info["history_epochs"])
         self._resume_epoch = self.epoch
