@@ -243,25 +243,3 @@ def test_conv_fused_matches_numpy_backend_float32():
         assert_close(layer.backward(dy), dx, rtol=1e-5, atol=1e-5, name="dx")
     assert_close(layer.weight.grad, dw, rtol=1e-5, atol=1e-4, name="dw")
 
-
-@pytest.mark.parametrize("isa", ["avx2", "portable"])
-def test_direct_kernels_of_narrower_instruction_sets(isa):
-    # This machine runs the widest kernels it supports; FUSETRAIN_CPU_ISA selects a narrower set
-    # in a fresh process so the AVX2 and portable tiles (other tile shapes) are checked here too.
-    import os
-    import subprocess
-    import sys
-
-    from fusetrain import _core
-
-    order = ["portable", "avx2", "avx512"]
-    if order.index(_core.conv2d_direct_isa()) < order.index(isa):
-        pytest.skip(f"this CPU does not support {isa}")
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys; sys.path.insert(0, %r); import pytest; from fusetrain import _core; "
-            "assert _core.conv2d_direct_isa() == %r, _core.conv2d_direct_isa(); "
-            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', %r, '-k', 'float64_twin or torch', '-x']))"
-            % (here, isa, os.path.join(here, "test_conv.py")))
-    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FUSETRAIN_CPU_ISA=isa),
-                         capture_output=True, text=True, cwd=here)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -51,5 +51,6 @@ void bind_dropout(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_probe(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_gemm(py::module_& m);
 
 }  // namespace fusetrain_py

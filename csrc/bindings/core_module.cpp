@@ -21,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   bind_loss(m);
   bind_probe(m);
   bind_conv(m);
+  bind_gemm(m);
 }

@@ -12,108 +12,23 @@
 // transposed weights; dW[oc, k] = sum_s' dT[s', oc] * xpad[off[k] + s'], where dT is dy
 // transposed to position-major on the padded width (zeros in the padding columns): a register
 // tile of taps x output channels accumulates outer products, one position at a time.
-// The tiles are written once (conv_kernels.inc) and compiled for AVX-512, AVX2+FMA and portable
-// C++; the widest the CPU supports is picked at run time.
+// The register tiles (tiles.h) are compiled for AVX-512, AVX2+FMA and portable C++; the widest
+// the CPU supports is picked at run time.
 // reference: torch.nn.functional.conv2d (cross-correlation, zero padding).
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "fusetrain/common.h"
 #include "fusetrain/conv.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FT_X86 1
-#endif
+#include "tiles.h"
 
 namespace fusetrain {
 namespace {
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-// ---------------------------------------------------------------- micro-kernels, one set per ISA
-// Portable: an 8-float "vector" the compiler vectorizes for whatever the build targets.
-namespace portable {
-struct VT {
-  struct V { float f[8]; };
-  static constexpr int W = 8;
-  static V zero() { return V{}; }
-  static V load(const float* p) { V v; std::memcpy(v.f, p, sizeof(v.f)); return v; }
-  static V set1(float a) { V v; for (float& e : v.f) e = a; return v; }
-  static V fma(V a, V b, V c) { for (int i = 0; i < W; ++i) c.f[i] += a.f[i] * b.f[i]; return c; }
-  static void store(float* p, V v) { std::memcpy(p, v.f, sizeof(v.f)); }
-};
-#include "conv_kernels.inc"
-}  // namespace portable
-
-#ifdef FT_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-struct VT {
-  using V = __m256;
-  static constexpr int W = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static V set1(float a) { return _mm256_set1_ps(a); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-};
-#include "conv_kernels.inc"
-}  // namespace avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-namespace avx512 {
-struct VT {
-  using V = __m512;
-  static constexpr int W = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V set1(float a) { return _mm512_set1_ps(a); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-};
-#include "conv_kernels.inc"
-}  // namespace avx512
-#pragma GCC pop_options
-#endif
-
-using TileFn = void (*)(int64_t K, const float* a, const float* x, const int64_t* off, float* c, int64_t ldc);
-using OuterFn = void (*)(int64_t L, const float* const* x, const float* dT, int64_t ldd, float* out);
-
-// The tile shapes of one instruction set: forward/input-gradient tiles of mr channels x nr
-// positions; weight-gradient tiles of dr taps x dc output channels. Sized so the accumulators
-// fill the register file (AVX-512: 16 of 32 and 24 of 32; AVX2: 12 of 16).
-struct Kernels {
-  const char* isa;
-  int64_t mr, nr, dr, dc;
-  TileFn tile;
-  OuterFn outer;
-};
-
-// The widest instruction set the CPU supports, or a narrower one named by FUSETRAIN_CPU_ISA
-// ("avx2", "portable"; read once) so that every kernel variant can be tested on one machine.
-const Kernels& kernels() {
-  static const Kernels k = [] {
-    const char* env = std::getenv("FUSETRAIN_CPU_ISA");
-    const std::string want = env ? env : "";
-#ifdef FT_X86
-    if (want != "avx2" && want != "portable" && __builtin_cpu_supports("avx512f"))
-      return Kernels{"avx512", 8, 32, 12, 32, avx512::tile<8, 2>, avx512::outer<12, 2>};
-    if (want != "portable" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return Kernels{"avx2", 6, 16, 6, 16, avx2::tile<6, 2>, avx2::outer<6, 2>};
-#endif
-    return Kernels{"portable", 6, 16, 6, 16, portable::tile<6, 2>, portable::outer<6, 2>};
-  }();
-  return k;
-}
 
 // ---------------------------------------------------------------- geometry and packing
 // Widest tile of any instruction set: the zero tail of a padded image covers its overrun, so the
@@ -132,7 +47,7 @@ struct Plan {
 
 Plan make_plan(int64_t in, int64_t out, int64_t KH, int64_t KW, int64_t DH, int64_t DW, int64_t Hp,
                int64_t Wp) {
-  const Kernels& kn = kernels();
+  const TileKernels& kn = tile_kernels();
   Plan p{in, out, KH, KW, DH, DW, Hp, Wp, Hp - DH * (KH - 1), Wp - DW * (KW - 1), Hp * Wp, 0, 0, 0,
          in * KH * KW, round_up(out, kn.mr), {}};
   p.S = p.OH * p.Wp;
@@ -149,7 +64,7 @@ Plan make_plan(int64_t in, int64_t out, int64_t KH, int64_t KW, int64_t DH, int6
 // Weights (out, K) as mr-row panels, k-major inside a panel; rows past `out` are zero.
 // flip: the input-gradient weights, a[c][(oc, kh, kw)] = w[oc][c][KH-1-kh][KW-1-kw].
 std::vector<float> pack_weights(const float* w, const Plan& p, bool flip) {
-  const int64_t mr = kernels().mr, KK = p.KH * p.KW;
+  const int64_t mr = tile_kernels().mr, KK = p.KH * p.KW;
   std::vector<float> a(size_t(p.outp * p.K), 0.0f);
   for (int64_t r = 0; r < p.out; ++r)
     for (int64_t k = 0; k < p.K; ++k) {
@@ -185,7 +100,7 @@ void pad_image(const float* src, int64_t C, int64_t H, int64_t W, int64_t PH, in
 
 // All output tiles of one padded image: ypad (outp, Spr).
 void conv_image(const Plan& p, const float* apack, const float* xpad, float* ypad) {
-  const Kernels& kn = kernels();
+  const TileKernels& kn = tile_kernels();
   for (int64_t s0 = 0; s0 < p.Spr; s0 += kn.nr)
     for (int64_t r0 = 0; r0 < p.outp; r0 += kn.mr)
       kn.tile(p.K, apack + r0 * p.K, xpad + s0, p.off.data(), ypad + r0 * p.Spr + s0, p.Spr);
@@ -235,7 +150,7 @@ Plan forward_plan(int64_t C, int64_t OC, const Window2d& g) {
 
 }  // namespace
 
-const char* conv2d_direct_isa() { return kernels().isa; }
+const char* conv2d_direct_isa() { return tile_kernels().isa; }
 
 int64_t conv2d_direct_image_size(int64_t C, const Window2d& g) {
   check_direct(g);
@@ -267,7 +182,7 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
                             const Window2d& g) {
   check(N >= 0 && C >= 1 && OC >= 1, "direct convolution sizes must be positive");
   check_direct(g);
-  const Kernels& kn = kernels();
+  const TileKernels& kn = tile_kernels();
   const Plan fp = forward_plan(C, OC, g);
   const int64_t OHW = g.OH * g.OW, HW = g.H * g.W, K = fp.K;
   // Input gradient: a stride-1 convolution of dy padded by D*(K-1) - P.

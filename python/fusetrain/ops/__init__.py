@@ -9,6 +9,7 @@ from .conv import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, av
                    conv1d_forward, conv2d_buffer_shapes,
                    conv2d_backward, conv2d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
                    max_pool2d_forward)
+from .gemm import matmul
 from .dropout import (ACTIVATIONS, bias_act_dropout_backward, bias_act_dropout_forward, dropout_backward,
                       dropout_forward, dropout_mask, mask_bits_size)
 from .layernorm import layernorm_backward, layernorm_forward
@@ -21,7 +22,7 @@ __all__ = [
     "ACTIVATIONS", "CLIP_EPS", "adagrad_step", "adam_step", "batchnorm_backward", "batchnorm_forward",
     "bias_act_dropout_backward", "bias_act_dropout_forward", "clamp_", "clip_coef", "count_nonfinite",
     "dropout_backward", "dropout_forward", "dropout_mask", "ema_update", "global_norm", "layernorm_backward",
-    "layernorm_forward", "mask_bits_size", "probe_copy", "probe_triad", "probe_update", "rmsprop_step", "scale_",
+    "layernorm_forward", "mask_bits_size", "matmul", "probe_copy", "probe_triad", "probe_update", "rmsprop_step", "scale_",
     "sgd_step", "softmax_cross_entropy",
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool1d_backward", "avg_pool1d_forward",
     "avg_pool2d_backward", "avg_pool2d_forward", "conv1d_backward", "conv1d_buffer_shapes", "conv1d_forward",

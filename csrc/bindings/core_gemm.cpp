@@ -1,0 +1,44 @@
+// Binding for the GEMM: operands are 2-D float32 numpy arrays of any strides (transposed views
+// included); the output must be C-contiguous.
+#include "bind_util.h"
+#include "fusetrain/gemm.h"
+
+namespace fusetrain_py {
+
+namespace {
+
+struct View {
+  float* ptr;
+  int64_t rows, cols, s0, s1;  // element strides
+};
+
+View view2d(const py::object& obj, const char* name, bool writable) {
+  if (!py::isinstance<py::array>(obj)) throw std::invalid_argument(std::string(name) + " must be a numpy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().equal(py::dtype::of<float>()))
+    throw std::invalid_argument(std::string(name) + " has dtype " + std::string(py::str(arr.dtype())) +
+                                ", expected float32");
+  if (arr.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
+  if (arr.strides(0) % ssize_t(sizeof(float)) || arr.strides(1) % ssize_t(sizeof(float)))
+    throw std::invalid_argument(std::string(name) + " has strides that are not whole elements");
+  if (writable && !arr.writeable()) throw std::invalid_argument(std::string(name) + " must be writable");
+  float* p = static_cast<float*>(writable ? arr.mutable_data() : const_cast<void*>(arr.data()));
+  return {p, arr.shape(0), arr.shape(1), arr.strides(0) / ssize_t(sizeof(float)),
+          arr.strides(1) / ssize_t(sizeof(float))};
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+  m.def("gemm", [](py::object a, py::object b, py::object out, bool accumulate) {
+    const View A = view2d(a, "a", false), B = view2d(b, "b", false), C = view2d(out, "out", true);
+    fusetrain::check(A.cols == B.rows, "a and b have incompatible shapes");
+    fusetrain::check(C.rows == A.rows && C.cols == B.cols, "out has the wrong shape");
+    fusetrain::check(C.s1 == 1 && (C.rows <= 1 || C.s0 >= C.cols), "out must be C-contiguous rows");
+    py::gil_scoped_release nogil;
+    fusetrain::gemm(A.rows, B.cols, A.cols, A.ptr, A.s0, A.s1, B.ptr, B.s0, B.s1, C.ptr, C.s0 > 0 ? C.s0 : C.cols,
+                    accumulate);
+  });
+}
+
+}  // namespace fusetrain_py

@@ -1,0 +1,28 @@
+// Register-tile micro-kernels shared by the direct convolution and the GEMM (internal header).
+// One set per instruction set (AVX-512, AVX2+FMA, portable C++), compiled from tile_kernels.inc;
+// tile_kernels() returns the widest set this CPU runs, or a narrower one named by the environment
+// variable FUSETRAIN_CPU_ISA ("avx2", "portable"; read once) so every set can be tested anywhere.
+#pragma once
+#include <cstdint>
+
+namespace fusetrain {
+
+// c (mr rows, row stride ldc; nr columns) = (or +=, tile_acc) sum_k a[k][0..mr) x (nr floats at
+// x + off[k]); a is K x mr, packed k-major.
+using TileFn = void (*)(int64_t K, const float* a, const float* x, const int64_t* off, float* c,
+                        int64_t ldc);
+// out (dr x dc, row-major) = sum_{s < L} x[r][s] * dT[s*ldd + j]: dr rows against dc contiguous
+// columns per position.
+using OuterFn = void (*)(int64_t L, const float* const* x, const float* dT, int64_t ldd, float* out);
+
+struct TileKernels {
+  const char* isa;
+  int64_t mr, nr;  // tile: output rows x columns
+  int64_t dr, dc;  // outer: rows x columns
+  TileFn tile, tile_acc;
+  OuterFn outer;
+};
+
+const TileKernels& tile_kernels();
+
+}  // namespace fusetrain

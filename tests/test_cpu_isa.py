@@ -1,0 +1,27 @@
+"""The register-tile kernels of every instruction set. A process runs the widest set its CPU
+supports; FUSETRAIN_CPU_ISA selects a narrower one in a fresh process, where the direct
+convolution and GEMM tests run again (other tile shapes, other code)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fusetrain import _core
+
+ORDER = ["portable", "avx2", "avx512"]
+
+
+@pytest.mark.parametrize("isa", ["avx2", "portable"])
+def test_kernels_of_narrower_instruction_sets(isa):
+    if ORDER.index(_core.conv2d_direct_isa()) < ORDER.index(isa):
+        pytest.skip(f"this CPU does not support {isa}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import sys; sys.path.insert(0, %r); import pytest; from fusetrain import _core; "
+            "assert _core.conv2d_direct_isa() == %r, _core.conv2d_direct_isa(); "
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x', '-k', 'float64 or torch', %r, %r]))"
+            % (here, isa, os.path.join(here, "test_conv.py"), os.path.join(here, "test_gemm.py")))
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FUSETRAIN_CPU_ISA=isa),
+                         capture_output=True, text=True, cwd=here)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert " passed" in res.stdout and "failed" not in res.stdout
