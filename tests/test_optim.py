@@ -102,6 +102,27 @@ def test_max_grad_norm_equals_clip_then_step():
             assert_close(p.data, q.data, rtol=1e-6, atol=1e-7, name=name)
 
 
+def test_step_reuses_a_given_grad_norm_bit_for_bit():
+    # The Trainer computes the norm for its non-finite check and hands it to step(): the update must
+    # be exactly the one step() makes when it computes the norm itself.
+    name, kw = CONFIGS[14]
+    a = [nn.Parameter(v) for v in _values()]
+    b = [nn.Parameter(v) for v in _values()]
+    oa = getattr(optim, name)(a, **kw, max_grad_norm=0.5)
+    ob = getattr(optim, name)(b, **kw, max_grad_norm=0.5)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        for p, q, g in zip(a, b, _grads(rng)):
+            p.grad = g
+            q.grad = g
+        norm = oa.grad_norm()
+        oa.step(grad_norm=norm)
+        ob.step()
+        assert oa.last_grad_norm == ob.last_grad_norm == norm
+    for p, q in zip(a, b):
+        assert np.array_equal(p.data, q.data)
+
+
 def _checkpointed_run(name, kw, total, resume_at=None):
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
     model.load_state_dict({k: v for k, v in _ref_model_state().items()})

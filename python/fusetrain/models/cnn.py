@@ -4,6 +4,7 @@ scikit-learn's 8x8 digits as (N, 1, 8, 8))."""
 from __future__ import annotations
 
 from .. import nn
+from ._common import skip_input_grad
 
 
 def _conv(dims):
@@ -59,15 +60,6 @@ class InceptionBlock(nn.Concat):
         self.out_channels = c1 + c3 + c5 + pool_proj
 
 
-def _no_input_grad(model):
-    """The first convolution's input gradient is never used: skip computing it."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            m.input_grad = False
-            return model
-    return model
-
-
 class CNN1d(nn.Sequential):
     """1-D CNN for MNIST-1D-like signals (N, in_channels, length):
     [conv5-conv5-maxpool2] x 2 with (channels[0], channels[1]) filters, conv3 with channels[2],
@@ -88,7 +80,7 @@ class CNN1d(nn.Sequential):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(c3, num_classes))
         super().__init__(*layers)
-        _no_input_grad(self)
+        skip_input_grad(self)
 
 
 class SmallResNet(nn.Sequential):
@@ -104,7 +96,7 @@ class SmallResNet(nn.Sequential):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(w1, num_classes))
         super().__init__(*layers)
-        _no_input_grad(self)
+        skip_input_grad(self)
 
 
 class SmallInception(nn.Sequential):
@@ -119,7 +111,7 @@ class SmallInception(nn.Sequential):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(b.out_channels, num_classes))
         super().__init__(*layers)
-        _no_input_grad(self)
+        skip_input_grad(self)
 
 
 __all__ = ["BasicBlock", "CNN1d", "InceptionBlock", "SmallInception", "SmallResNet", "conv_bn_relu"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from ._common import skip_input_grad
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -22,7 +23,8 @@ class MLP(nn.Sequential):
     (when ``dropout > 0``). With batchnorm the block's Linear has no bias (BN's shift replaces
     it). ``init`` names the weight initializer of every Linear (any ``fusetrain.nn.init.get``
     name: ``"he_normal"``, ``"glorot_uniform"``, ``"lecun_normal"``, ...; biases start at 0).
-    The parameters are packed into one flat arena.
+    The parameters are packed into one flat arena. The first Linear computes no input gradient
+    (training never needs d loss / d data), so ``backward`` returns None.
     """
 
     def __init__(self, in_features, hidden=(256, 256), num_classes=10, batchnorm=True, dropout=0.0,
@@ -50,4 +52,5 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, num_classes, init=init))
         super().__init__(*layers)
         self.in_features, self.hidden, self.num_classes = in_features, hidden, num_classes
+        skip_input_grad(self)
         self.flatten_parameters()

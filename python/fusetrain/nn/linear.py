@@ -41,6 +41,9 @@ class Linear(Module):
                 raise ValueError(f"Linear {name} must be a non-negative int, got {v!r}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
+        # Set False on a network's first layer: backward then skips the (unused) input-gradient
+        # GEMM and returns None.
+        self.input_grad = True
         self.init = init
         self._init_fn = _init.get(init) if init is not None else None
         self.weight = Parameter(np.zeros((self.out_features, self.in_features)), dtype=dtype)
@@ -73,7 +76,7 @@ class Linear(Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         y = self._buffer("y", (x2.shape[0], self.out_features), w)
-        _matmul(x2, w.T, y)
+        ops.matmul(x2, w.T, y)
         seed = offset = 0
         if p > 0:
             seed, offset = frandom.next_philox(y.size)
@@ -101,19 +104,15 @@ class Linear(Module):
                                               offset=offset, grad_bias=gb, grad_input=gz)
         elif gb is not None:
             gb += g.sum(axis=0)
-        gw = self._buffer("gw", w.shape, w)
-        _matmul(g.T, x2, gw)
-        self.weight.grad += gw
+        ops.matmul(g.T, x2, self.weight.grad, accumulate=True)
+        if not self.input_grad:
+            return None
         gx = self._buffer("gx", x2.shape, w)
-        _matmul(g, w, gx)
+        ops.matmul(g, w, gx)
         return gx.reshape(lead + (self.in_features,))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-def _matmul(a, b, out):
-    return backend.array_module(out).matmul(a, b, out=out)
 
 
 class Identity(Module):

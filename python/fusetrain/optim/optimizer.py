@@ -120,19 +120,24 @@ class Optimizer:
         self._ensure_layout()
         return ops.global_norm([s.grad for s in self._segments], norm_type)
 
-    def _clip_scale(self) -> float:
+    def _clip_scale(self, norm=None) -> float:
         if self.max_grad_norm is None:
             return 1.0
-        norm = self.grad_norm()
+        if norm is None:
+            norm = self.grad_norm()
         self.last_grad_norm = norm
         coef = ops.clip_coef(norm, self.max_grad_norm)
         return coef if math.isfinite(coef) else 1.0
 
-    def step(self, closure=None):
-        """One update of every parameter group; returns closure() when given."""
+    def step(self, closure=None, *, grad_norm=None):
+        """One update of every parameter group; returns closure() when given.
+
+        ``grad_norm``: the global L2 norm of the current gradients (``self.grad_norm()``) when the
+        caller has already computed it, e.g. for a non-finite check; clipping then reuses it
+        instead of reading every gradient again. It must be the norm of these gradients."""
         loss = closure() if closure is not None else None
         self._ensure_layout()
-        scale = self._clip_scale()
+        scale = self._clip_scale(None if grad_norm is None else float(grad_norm))
         for group, seg, state in zip(self.param_groups, self._segments, self.state):
             self._update(group, seg.data, seg.grad, state, scale)
         return loss

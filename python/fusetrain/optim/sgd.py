@@ -48,7 +48,8 @@ class NormalizedSGD(SGD):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, max_grad_norm=max_grad_norm)
 
-    def _clip_scale(self) -> float:
-        norm = self.grad_norm()
+    def _clip_scale(self, norm=None) -> float:
+        if norm is None:
+            norm = self.grad_norm()
         self.last_grad_norm = norm
         return 1.0 / (norm + self.eps) if norm + self.eps > 0 else 0.0

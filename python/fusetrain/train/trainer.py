@@ -179,7 +179,7 @@ class Trainer:
             for src, dst in zip(bn_saved, bn_bufs):
                 dst[...] = src
             return out, loss, norm, False
-        self.optimizer.step()
+        self.optimizer.step(grad_norm=norm)
         self.optimizer.zero_grad()
         return out, loss, norm, True
 
