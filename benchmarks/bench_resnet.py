@@ -1,10 +1,13 @@
 """Training throughput of the small ResNet of PERFORMANCE.md on (128, 3, 32, 32): one step is
 forward, cross-entropy, backward and an AdamW update. fusetrain fused vs the same model on the
-NumPy twins vs PyTorch CPU (2 threads), samples/s and ratios from one run; rows appended to
-results/conv.csv."""
+NumPy twins vs PyTorch CPU (2 threads), samples/s and ratios from one run of this script (each
+implementation in fresh processes, interleaved rounds); rows appended to results/conv.csv."""
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -70,37 +73,58 @@ def torch_step(torch, batch, classes=10):
     return step
 
 
+def child(args):
+    """Time one implementation in this (fresh) process; prints its (median, p20, p80) ms as JSON."""
+    batch = (args.batch, 3, 32, 32)
+    if args.impl == "torch":
+        torch = try_torch()
+        t = timeit(torch_step(torch, batch), repeats=args.repeats, warmup=2)
+    elif args.impl == "numpy":
+        with use_backend("numpy"):
+            t = timeit(fusetrain_step(batch), repeats=max(2, args.repeats // 2), warmup=1)
+    else:
+        t = timeit(fusetrain_step(batch), repeats=args.repeats, warmup=2)
+    print(json.dumps(t))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved runs of fused and torch, each a fresh process")
     ap.add_argument("--skip-numpy", action="store_true", help="skip the (slow) NumPy-twin run")
+    ap.add_argument("--impl", choices=("fused", "numpy", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    batch = (args.batch, 3, 32, 32)
-    shape = f"SmallResNet train step x={batch}"
-    R = dict(repeats=args.repeats, warmup=2)
-    torch = try_torch()
-    fused = timeit(fusetrain_step(batch), **R)
-    numpy_ms = None
-    if not args.skip_numpy:
-        with use_backend("numpy"):
-            numpy_ms = timeit(fusetrain_step(batch), repeats=max(2, args.repeats // 2), warmup=1)
-    torch_ms = timeit(torch_step(torch, batch), **R) if torch is not None else None
+    if args.impl:
+        return child(args)
+    impls = ["fused"] + (["torch"] if try_torch() is not None else [])
+    runs = {impl: [] for impl in impls + ([] if args.skip_numpy else ["numpy"])}
+    common = ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+    for rnd in range(args.rounds):  # the NumPy twin is slow and far behind: one run is enough
+        for impl in impls + (["numpy"] if rnd == 0 and not args.skip_numpy else []):
+            out = subprocess.run([sys.executable, __file__, "--impl", impl] + common, check=True,
+                                 capture_output=True, text=True).stdout
+            runs[impl].append(json.loads(out.strip().splitlines()[-1]))
+            print(f"round {rnd + 1}: {impl:6s} {1e3 * args.batch / runs[impl][-1][0]:8.1f} samples/s", flush=True)
+    # median over rounds of each run's median; the spread is the widest of the runs' 20th/80th
+    res = {k: (float(np.median([r[0] for r in v])), min(r[1] for r in v), max(r[2] for r in v))
+           for k, v in runs.items()}
+    fused, numpy_t, torch_t = res["fused"], res.get("numpy"), res.get("torch")
+    shape = f"SmallResNet train step x={(args.batch, 3, 32, 32)}"
     table = Table("conv", "small resnet train step")
-    table.add("fused", shape, fused, numpy_ms=None if numpy_ms is None else numpy_ms[0],
-              torch_ms=None if torch_ms is None else torch_ms[0])
-    if numpy_ms is not None:
-        table.add("numpy", shape, numpy_ms)
-    if torch_ms is not None:
-        table.add("torch", shape, torch_ms)
+    table.add("fused", shape, fused, numpy_ms=None if numpy_t is None else numpy_t[0],
+              torch_ms=None if torch_t is None else torch_t[0])
+    if numpy_t is not None:
+        table.add("numpy", shape, numpy_t)
+    if torch_t is not None:
+        table.add("torch", shape, torch_t)
     table.print()
-    for impl, t in (("fused", fused), ("numpy", numpy_ms), ("torch", torch_ms)):
-        if t is not None:
-            print(f"{impl:6s} {1e3 * args.batch / t[0]:8.1f} samples/s")
-    if torch_ms is not None:
-        print(f"fused / torch samples/s ratio: {torch_ms[0] / fused[0]:.2f}")
-    if numpy_ms is not None:
-        print(f"fused / numpy samples/s ratio: {numpy_ms[0] / fused[0]:.2f}")
+    for impl, t in res.items():
+        print(f"{impl:6s} {1e3 * args.batch / t[0]:8.1f} samples/s")
+    if torch_t is not None:
+        print(f"fused / torch samples/s ratio: {torch_t[0] / fused[0]:.2f} (target >= 1, stretch 1.5)")
+    if numpy_t is not None:
+        print(f"fused / numpy samples/s ratio: {numpy_t[0] / fused[0]:.2f}")
     print("wrote", table.save())
 
 

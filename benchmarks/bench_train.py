@@ -2,14 +2,14 @@
 Dropout(0.3), AdamW (lr 1e-3, weight decay 1e-2), clipping by global norm 1.0, ExponentialLR(0.98),
 batch 128, on MNIST-shaped synthetic data (fusetrain.data.make_synthetic_mnist).
 
-Each implementation runs in a fresh process (so peak memory is its own and no thread pool of one
-disturbs another): fusetrain's Trainer on the fused kernels, the same Trainer on the NumPy twins,
+Each implementation runs in fresh processes, in interleaved rounds (so peak memory is its own, no
+thread pool of one disturbs another, and drifts of the machine's speed hit all alike): fusetrain's Trainer on the fused kernels, the same Trainer on the NumPy twins,
 and a plain PyTorch CPU loop (AdamW fused=True and the default foreach) when torch is installed.
 Every loop tracks the loss and accuracy per batch, as a Keras-style trainer does. Also reported:
 the Python and dispatch overhead of one fusetrain step, measured as the step time of the same
 network at width 1 and batch 2 (kernels nearly free), as a share of the real step.
 
-    python benchmarks/bench_train.py [--samples N] [--epochs E]
+    python benchmarks/bench_train.py [--samples N] [--epochs E] [--rounds R]
 """
 from __future__ import annotations
 
@@ -156,7 +156,9 @@ def child(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=6400, help="training samples per epoch")
-    ap.add_argument("--epochs", type=int, default=5, help="timed epochs (median and percentiles over them)")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each implementation, interleaved (median and percentiles over all epochs)")
     ap.add_argument("--impl", choices=("fused", "numpy", "torch_fused", "torch_foreach"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
@@ -167,16 +169,25 @@ def main():
         impls += ["torch_fused", "torch_foreach"]
     except ImportError:
         print("torch is not installed: PyTorch rows skipped")
-    results = {}
-    for impl in impls:
-        cmd = [sys.executable, __file__, "--impl", impl, "--samples", str(args.samples), "--epochs", str(args.epochs)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results[impl] = json.loads(out.strip().splitlines()[-1])
-        r = results[impl]
+    # Rounds of every implementation in turn: the machine's speed drifts by tens of percent over a
+    # minute, and interleaving gives each implementation the same share of fast and slow spells.
+    results = {impl: None for impl in impls}
+    for rnd in range(args.rounds):
+        for impl in impls:
+            cmd = [sys.executable, __file__, "--impl", impl, "--samples", str(args.samples), "--epochs",
+                   str(args.epochs)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            if results[impl] is None:
+                results[impl] = r
+            else:
+                results[impl]["epoch_seconds"] += r["epoch_seconds"]
+                results[impl]["peak_mb"] = max(results[impl]["peak_mb"], r["peak_mb"])
+            print(f"round {rnd + 1}: {impl:14s} {args.samples / np.median(r['epoch_seconds']):9.0f} samples/s  "
+                  f"final loss {r['loss']:.4f}  RSS {r['base_mb']:.0f} MB before training (framework + data), "
+                  f"peak {r['peak_mb']:.0f} MB", flush=True)
+    for r in results.values():
         r["seconds"] = float(np.median(r["epoch_seconds"]))
-        print(f"{impl:14s} {args.samples / r['seconds']:9.0f} samples/s  final loss {r['loss']:.4f}  "
-              f"RSS {r['base_mb']:.0f} MB before training (framework + data), peak {r['peak_mb']:.0f} MB",
-              flush=True)
     n = args.samples
     shape = f"MLP 784-1024-1024-10 BN+ReLU+Dropout(0.3), AdamW, clip 1.0, ExponentialLR, batch {BATCH}"
     table = Table("train", "MLP training (ms per epoch)")

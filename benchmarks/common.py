@@ -44,7 +44,12 @@ def try_torch():
 
 def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
     """Calls fn() warmup times, then repeats times (more if min_time seconds are not yet spent).
-    Returns (median, p20, p80) in milliseconds."""
+    Returns (median, p20, p80) in milliseconds.
+
+    It first pauses 0.1 s: threads of whatever ran before (fusetrain's OpenMP workers spin ~50 ms
+    after their last kernel, OpenBLAS's too) go to sleep, so no implementation is timed against
+    another's spinning threads."""
+    time.sleep(0.1)
     for _ in range(warmup):
         fn()
     samples = []
