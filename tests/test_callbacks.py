@@ -493,3 +493,23 @@ def test_recompute_batchnorm_matches_a_manual_pass(n, batch_size):
     with pytest.raises(ValueError, match="at least 2 samples"):
         callbacks.recompute_batchnorm(model, x[:1])
     _assert_state_equal(model.state_dict(), after)
+
+
+def test_outputs_go_into_new_folders(tmp_path):
+    # A new run folder is created as needed (as Keras's ModelCheckpoint does): checkpoint, CSV log,
+    # history CSV and plot, each into a folder that does not exist yet.
+    x, y = _problem()
+    out = tmp_path / "runs" / "a"
+    t = _trainer(callbacks=[callbacks.ModelCheckpoint(out / "ck" / "model.npz"),
+                            callbacks.CSVLogger(str(out / "logs" / "log.csv"))])
+    h = t.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    h.to_csv(out / "csv" / "history.csv")
+    fresh = _trainer()
+    assert fresh.load_checkpoint(out / "ck" / "model.npz") == 2
+    _assert_state_equal(fresh.model.state_dict(), t.model.state_dict())
+    rows = (out / "csv" / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and float(rows[2].split(",")[1]) == h.history["loss"][1]
+    assert len((out / "logs" / "log.csv").read_text().splitlines()) == 3
+    pytest.importorskip("matplotlib")
+    h.plot(out / "png" / "curves.png")
+    assert (out / "png" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -228,6 +228,7 @@ class CSVLogger(Callback):
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f, delimiter=self.separator), None)
             self._keys = header[1:] if header else None
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._file = open(self.path, "a" if self.append else "w", newline="")
         self._writer = csv.writer(self._file, delimiter=self.separator)
 

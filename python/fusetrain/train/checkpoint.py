@@ -100,6 +100,7 @@ def _atomic_write(path, arrays: dict) -> None:
     ``path`` (atomic on POSIX and Windows): readers see the old file or the new one, never a part."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)  # as Keras's ModelCheckpoint does for a new run folder
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666 less the umask)

@@ -33,6 +33,7 @@ class History:
     def to_csv(self, path) -> None:
         """Write one row per epoch: ``epoch`` then each metric."""
         keys = list(self.history)
+        _make_parent(path)
         with open(os.fspath(path), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["epoch"] + keys)
@@ -80,4 +81,11 @@ class History:
         if title:
             fig.suptitle(title)
         fig.tight_layout()
+        _make_parent(path)
         fig.savefig(os.fspath(path), format="png")
+
+
+def _make_parent(path) -> None:
+    """Create the folder an output file goes into (a new run folder), as checkpoints do."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
