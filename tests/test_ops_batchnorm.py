@@ -6,7 +6,10 @@ import fusetrain
 from fusetrain import ops
 from testutils import assert_close, torch_or_skip
 
-SHAPES = [(2, 1), (7, 3), (64, 33), (5, 3, 1), (9, 4, 13), (3, 5, 7, 11), (2, 16, 4, 4)]
+SHAPES = [(2, 1), (7, 3), (64, 33), (5, 3, 1), (9, 4, 13), (3, 5, 7, 11), (2, 16, 4, 4),
+          # large enough to run in parallel: per-channel passes (many channels), the whole-tensor
+          # passes with per-thread partials ((N, C): rows split) and with channels split (few channels)
+          (2000, 300), (16, 40, 100), (20011, 3), (3, 2, 9001)]
 
 
 def _data(shape, seed=0, offset=2.0, scale=3.0):
@@ -49,6 +52,31 @@ def test_train_forward_backward_match_float64(shape, relu, p, affine):
     for name, a, e in zip(names, got, exp):
         scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
         assert_close(a, e, rtol=2e-5, atol=2e-5 * scale, name=name)
+
+
+@pytest.mark.parametrize("shape", [(16, 40, 100), (3, 2, 9001)])
+def test_same_bits_for_any_thread_count(shape):
+    # (N, C, S > 1): each channel's sums are one thread's sequential sums, whichever path runs
+    from fusetrain import _core
+
+    x, w, b, dy = _data(shape, seed=5)
+    C = shape[1]
+    before = _core.num_threads()
+    results = []
+    try:
+        for t in (1, 2, 3):
+            _core.set_num_threads(t)
+            rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+            y, mean, invstd = ops.batchnorm_forward(x, w, b, rm, rv, training=True, relu=True)
+            gw, gb = np.zeros(C, np.float32), np.zeros(C, np.float32)
+            dx = ops.batchnorm_backward(dy, x, y, w, mean, invstd, training=True, relu=True, grad_weight=gw,
+                                        grad_bias=gb)
+            results.append((y, mean, invstd, rm, rv, dx, gw, gb))
+    finally:
+        _core.set_num_threads(before)
+    for other in results[1:]:
+        for a, e in zip(other, results[0]):
+            assert np.array_equal(a, e)
 
 
 @pytest.mark.parametrize("shape", [(7, 3), (9, 4, 13), (3, 5, 7, 11)])

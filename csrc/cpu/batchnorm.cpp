@@ -175,6 +175,90 @@ void backward_apply(const float* dy, const float* y, const float* x, float* dx, 
   });
 }
 
+// Per-channel forward parameters from the sums: mean, invstd, the running-stat update (PyTorch's
+// rule, unbiased variance) and the folded affine y = x*alpha + beta.
+inline void finish_forward(int64_t c, double s0, double s1, int64_t cnt, double eps, double momentum,
+                           const float* w, const float* b, float* mean, float* invstd, float* running_mean,
+                           float* running_var, float& alpha, float& beta) {
+  const double mu = s0 / double(cnt);
+  const double var = std::max(s1 / double(cnt) - mu * mu, 0.0);
+  const double is = 1.0 / std::sqrt(var + eps);
+  mean[c] = float(mu);
+  invstd[c] = float(is);
+  if (running_mean) {
+    running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
+    running_var[c] = float((1.0 - momentum) * double(running_var[c]) + momentum * var * double(cnt) / double(cnt - 1));
+  }
+  const double a = w ? is * double(w[c]) : is;
+  alpha = float(a);
+  beta = float((b ? double(b[c]) : 0.0) - mu * a);
+}
+
+// Per-channel backward coefficients, dx = k*dy' + kx*(x - mean) + k0, and the dw/db sums.
+// (x - mean) stays a difference so a large mean does not cancel away the precision.
+inline void finish_backward(int64_t c, double sdy, double sdyx, double cnt, bool need_sums, bool training,
+                            const float* w, const float* invstd, float* dw, float* db, float& k, float& kx,
+                            float& k0) {
+  const double is = double(invstd[c]);
+  if (need_sums) {
+    if (dw) dw[c] += float(sdyx * is);
+    if (db) db[c] += float(sdy);
+  }
+  const double a = w ? double(w[c]) * is : is;
+  k = float(a);
+  kx = training ? float(-a * is * is * sdyx / cnt) : 0.0f;
+  k0 = training ? float(-a * sdy / cnt) : 0.0f;
+}
+
+// (N, C, S > 1): each channel's reduction and apply passes run back to back on one thread, so the
+// second pass finds the channel's N runs of S in L2/L3 instead of DRAM (the tensor is read from
+// memory once), and each channel's sum is one thread's sequential sum (the same bits for any thread
+// count). (N, C) is not done this way: 64 bytes from each 4 KiB-strided row defeat the prefetchers
+// and the TLB (measured 2.4x slower than two full passes over (4096, 1024)).
+bool per_channel(int64_t N, int64_t C, int64_t S) {
+  if (S == 1) return false;
+  return N * C * S <= kParallelGrain || C >= 4 * omp_get_max_threads();
+}
+
+template <bool kRelu>
+void forward_train_per_channel(const float* x, const float* w, const float* b, float* y, float* mean,
+                               float* invstd, float* running_mean, float* running_var, int64_t N, int64_t C,
+                               int64_t S, double eps, double momentum) {
+#pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
+  for (int64_t c = 0; c < C; ++c) {
+    double s0 = 0.0, s1 = 0.0;
+    for (int64_t n = 0; n < N; ++n) sums_run<false, false>(x + (n * C + c) * S, nullptr, nullptr, 0.0f, 1.0f, S, s0, s1);
+    float al, be;
+    finish_forward(c, s0, s1, N * S, eps, momentum, w, b, mean, invstd, running_mean, running_var, al, be);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t o = (n * C + c) * S;
+      apply_run<false, kRelu, false>(x + o, y + o, nullptr, nullptr, al, be, nullptr, S, 0, 1.0f);
+    }
+  }
+}
+
+template <bool kRelu>
+void backward_per_channel(const float* dy, const float* x, const float* y, const float* w, const float* mean,
+                          const float* invstd, float* dx, float* dw, float* db, int64_t N, int64_t C, int64_t S,
+                          float ds, bool need_sums, bool training) {
+#pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
+  for (int64_t c = 0; c < C; ++c) {
+    double s0 = 0.0, s1 = 0.0;
+    if (need_sums)
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c) * S;
+        sums_run<true, kRelu>(x + o, dy + o, kRelu ? y + o : nullptr, mean[c], ds, S, s0, s1);
+      }
+    float k, kx, k0;
+    finish_backward(c, s0, s1, double(N * S), need_sums, training, w, invstd, dw, db, k, kx, k0);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t o = (n * C + c) * S;
+      grad_run<false, kRelu>(dy + o, kRelu ? y + o : nullptr, x + o, dx + o, nullptr, nullptr, nullptr, nullptr, k,
+                             kx, k0, mean[c], ds, S);
+    }
+  }
+}
+
 }  // namespace
 
 void batchnorm_forward_train(const float* x, const float* w, const float* b, float* y, float* mean,
@@ -186,24 +270,17 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
   check(cnt > 1, "batchnorm training needs more than 1 value per channel");
   check(dropout_p == 0.0 || relu, "fused dropout after batchnorm needs relu");
   check(dropout_p >= 0.0 && dropout_p < 1.0 && offset % 4 == 0, "bad dropout arguments");
+  if (dropout_p == 0.0 && per_channel(N, C, S)) {  // a fused dropout draws its mask in element order
+    if (relu) forward_train_per_channel<true>(x, w, b, y, mean, invstd, running_mean, running_var, N, C, S, eps, momentum);
+    else forward_train_per_channel<false>(x, w, b, y, mean, invstd, running_mean, running_var, N, C, S, eps, momentum);
+    return;
+  }
   std::vector<double> s0, s1;
   channel_sums<false, false>(x, nullptr, nullptr, nullptr, 1.0f, N, C, S, s0, s1);
   std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    const double mu = s0[size_t(c)] / double(cnt);
-    const double var = std::max(s1[size_t(c)] / double(cnt) - mu * mu, 0.0);
-    const double is = 1.0 / std::sqrt(var + eps);
-    mean[c] = float(mu);
-    invstd[c] = float(is);
-    if (running_mean) {
-      running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
-      running_var[c] = float((1.0 - momentum) * double(running_var[c]) +
-                             momentum * var * double(cnt) / double(cnt - 1));
-    }
-    const double a = w ? is * double(w[c]) : is;
-    alpha[size_t(c)] = float(a);
-    beta[size_t(c)] = float((b ? double(b[c]) : 0.0) - mu * a);
-  }
+  for (int64_t c = 0; c < C; ++c)
+    finish_forward(c, s0[size_t(c)], s1[size_t(c)], cnt, eps, momentum, w, b, mean, invstd, running_mean,
+                   running_var, alpha[size_t(c)], beta[size_t(c)]);
   const uint32_t thr = dropout_threshold(dropout_p);
   const float scale = float(1.0 / (1.0 - dropout_p));
   const float* al = alpha.data();
@@ -236,32 +313,22 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
   check(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0");
   check(!relu || y != nullptr, "batchnorm backward with relu needs the forward output");
   const float ds = float(dropout_scale);
-  std::vector<double> sdy, sdyx;
   const bool need_sums = training || dw || db;
+  if (per_channel(N, C, S)) {
+    if (relu) backward_per_channel<true>(dy, x, y, w, mean, invstd, dx, dw, db, N, C, S, ds, need_sums, training);
+    else backward_per_channel<false>(dy, x, y, w, mean, invstd, dx, dw, db, N, C, S, ds, need_sums, training);
+    return;
+  }
+  std::vector<double> sdy, sdyx;
   if (need_sums) {
     if (relu) channel_sums<true, true>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
     else channel_sums<true, false>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
   }
   const double cnt = double(N * S);
   std::vector<float> k(static_cast<size_t>(C)), kx(static_cast<size_t>(C)), k0(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    const double is = double(invstd[c]);
-    if (need_sums) {
-      if (dw) dw[c] += float(sdyx[size_t(c)] * is);
-      if (db) db[c] += float(sdy[size_t(c)]);
-    }
-    const double a = w ? double(w[c]) * is : is;
-    k[size_t(c)] = float(a);
-    if (training) {
-      // dx = a*dy' - a*is^2/cnt*sdyx*(x - mean) - a/cnt*sdy; (x - mean) is kept as a
-      // difference so a large mean does not cancel away the precision.
-      kx[size_t(c)] = float(-a * is * is * sdyx[size_t(c)] / cnt);
-      k0[size_t(c)] = float(-a * sdy[size_t(c)] / cnt);
-    } else {
-      kx[size_t(c)] = 0.0f;
-      k0[size_t(c)] = 0.0f;
-    }
-  }
+  for (int64_t c = 0; c < C; ++c)
+    finish_backward(c, need_sums ? sdy[size_t(c)] : 0.0, need_sums ? sdyx[size_t(c)] : 0.0, cnt, need_sums,
+                    training, w, invstd, dw, db, k[size_t(c)], kx[size_t(c)], k0[size_t(c)]);
   if (relu) backward_apply<true>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
   else backward_apply<false>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
 }
