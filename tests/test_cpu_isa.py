@@ -1,6 +1,7 @@
-"""The register-tile kernels of every instruction set. A process runs the widest set its CPU
-supports; FUSETRAIN_CPU_ISA selects a narrower one in a fresh process, where the direct
-convolution and GEMM tests run again (other tile shapes, other code)."""
+"""The kernels of every instruction set. A process runs the widest set its CPU supports;
+FUSETRAIN_CPU_ISA selects a narrower one in a fresh process, where the tests of the direct
+convolution, the GEMM (other tile shapes, other code) and the Philox dropout masks (bitwise
+against the NumPy reference) run again."""
 import os
 import subprocess
 import sys
@@ -19,8 +20,9 @@ def test_kernels_of_narrower_instruction_sets(isa):
     here = os.path.dirname(os.path.abspath(__file__))
     code = ("import sys; sys.path.insert(0, %r); import pytest; from fusetrain import _core; "
             "assert _core.conv2d_direct_isa() == %r, _core.conv2d_direct_isa(); "
-            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x', '-k', 'float64 or torch', %r, %r]))"
-            % (here, isa, os.path.join(here, "test_conv.py"), os.path.join(here, "test_gemm.py")))
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x', '-k', 'float64 or torch or bitwise'] + %r))"
+            % (here, isa, [os.path.join(here, f) for f in
+                           ("test_conv.py", "test_gemm.py", "test_ops_dropout.py", "test_ops_batchnorm.py")]))
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FUSETRAIN_CPU_ISA=isa),
                          capture_output=True, text=True, cwd=here)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
