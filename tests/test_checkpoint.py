@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fusetrain
+from testutils import classification_problem
 from fusetrain import callbacks, nn, optim
 from fusetrain import random as frandom
 from fusetrain.models import MLP
@@ -18,25 +19,8 @@ from fusetrain.optim import lr_scheduler
 from fusetrain.train import CheckpointError, Trainer, checkpoint, load_checkpoint, load_weights, save_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    # Small GEMMs on a loaded 2-core machine run far slower with OpenBLAS's spinning threads
-    # next to OpenMP's; correctness does not depend on the thread count.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def _problem(n=45, d=13, k=5, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(d, k))
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    y = (x @ w + 0.5 * rng.normal(size=(n, k))).argmax(1).astype(np.int64)
-    return x, y
+    return classification_problem(n, d, k, seed)
 
 
 def _assert_same(a, b, where="checkpoint"):

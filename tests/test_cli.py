@@ -22,19 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 _RESULT = re.compile(r"test accuracy (\d+\.\d\d)% \(loss (\d+\.\d{4})\) after (\d+) epochs")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    # Small GEMMs on a loaded 2-core machine run far slower with OpenBLAS's spinning threads
-    # next to OpenMP's; correctness does not depend on the thread count.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def _run(capsys, *argv):
     """cli.main(argv) -> (exit status, stdout); the final line must be the test-accuracy report."""
     rc = cli.main(["train", *argv])

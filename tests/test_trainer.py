@@ -9,27 +9,11 @@ import fusetrain
 from fusetrain import callbacks, nn, optim
 from fusetrain.models import MLP
 from fusetrain.train import Ensemble, Trainer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    # Small GEMMs on a loaded 2-core machine run far slower with OpenBLAS's spinning threads
-    # next to OpenMP's; correctness does not depend on the thread count.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+from testutils import classification_problem
 
 
 def _problem(n=97, d=13, k=5, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(d, k))
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    y = (x @ w + 0.5 * rng.normal(size=(n, k))).argmax(1).astype(np.int64)
-    return x, y
+    return classification_problem(n, d, k, seed)
 
 
 def _trainer(d=13, k=5, dropout=0.0, lr=1e-2, **kw):

@@ -30,3 +30,12 @@ def torch_or_skip():
     import pytest
 
     return pytest.importorskip("torch")
+
+
+def classification_problem(n, d=13, k=5, seed=0):
+    """A small linearly separable-ish problem: x (n, d) float32, labels (n,) int64 in [0, k)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(d, k))
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x @ w + 0.5 * rng.normal(size=(n, k))).argmax(1).astype(np.int64)
+    return x, y
