@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import fusetrain
-from testutils import classification_problem
 from fusetrain import callbacks, nn, optim
 from fusetrain import random as frandom
 from fusetrain.models import MLP
 from fusetrain.optim import lr_scheduler
 from fusetrain.train import CheckpointError, Trainer, checkpoint, load_checkpoint, load_weights, save_checkpoint
+from testutils import classification_problem
 
 
 def _problem(n=45, d=13, k=5, seed=0):
