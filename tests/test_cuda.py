@@ -1,6 +1,7 @@
 """CUDA kernels (fusetrain._cuda) against the CPU kernels on the same inputs: optimizers, norms,
-batch/layer norm, dropout epilogue, softmax-xent; bitwise-identical dropout masks; a deterministic
-global norm; a short training run on the GPU. GPU tests are marked ``cuda`` and skip without a GPU."""
+batch/layer norm, dropout epilogue, softmax-xent, convolution helpers and pooling; bitwise-identical
+dropout masks; deterministic reductions and gathers; short training runs (MLP, CNNs) on the GPU.
+GPU tests are marked ``cuda`` and skip without a GPU."""
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 import fusetrain
-from fusetrain import _core, backend, ops
+from fusetrain import _core, backend, nn, ops
+from test_conv import CONV1D_CASES, CONV2D_CASES
+from test_pool import ADAPTIVE2D, AVG2D, MAX2D
 from testutils import assert_close
 
 HAVE_GPU = fusetrain.cuda_available()
@@ -19,7 +22,9 @@ CUDA_FUNCTIONS = (
     "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "ema_update", "pow_sum", "scale_inplace",
     "clamp_inplace", "count_nonfinite", "batchnorm_forward_train", "batchnorm_forward_eval",
     "batchnorm_backward", "layernorm_forward", "layernorm_backward", "bias_act_dropout_forward",
-    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_xent",
+    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_xent", "im2col2d", "col2im2d",
+    "cn_to_nc", "nc_to_cn", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+    "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
 )
 
 
@@ -70,6 +75,43 @@ def test_cuda_host_checks_raise_before_any_launch():
     assert cu.pow_sum(0, 0, 2.0, 0) == 0.0
     assert cu.count_nonfinite(0, 0, 0) == 0
     cu.adam_step(0, 0, 0, 0, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1, 1.0, 0)
+
+
+def test_cuda_conv_and_pool_host_checks_raise_before_any_launch():
+    """The convolution and pooling launchers check geometry, sizes and pointers on the host."""
+    cu = backend._cuda
+    if cu is None:
+        pytest.skip("fusetrain was built without its CUDA module")
+    geom = (5, 5, 3, 3, 1, 1, 1, 1, 1, 1)  # H, W, KH, KW, SH, SW, PH, PW, DH, DW
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        cu.im2col2d(16, 16, 1, 1, 5, 5, 7, 7, 1, 1, 0, 0, 1, 1, 0)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        cu.maxpool2d_forward(16, 16, 16, 1, 4, 4, 2, 2, 0, 2, 0, 0, 1, 1, 0)
+    with pytest.raises(ValueError, match="dilation must be >= 1"):
+        cu.col2im2d(16, 16, 1, 1, 5, 5, 3, 3, 1, 1, 1, 1, 0, 1, 0)
+    with pytest.raises(ValueError, match="col must be a device pointer"):
+        cu.col2im2d(0, 16, 1, 1, *geom, 0)
+    with pytest.raises(ValueError, match="grad_input must be a device pointer"):
+        cu.maxpool2d_backward(16, 16, 0, 2, *geom, 0)
+    with pytest.raises(ValueError, match="im2col sizes must be >= 0"):
+        cu.im2col2d(16, 16, -1, 1, *geom, 0)
+    with pytest.raises(ValueError, match="nc_to_cn sizes must be >= 0"):
+        cu.nc_to_cn(16, 16, 0, 2, -3, 4, 0)
+    with pytest.raises(ValueError, match="plane count must be >= 0"):
+        cu.avgpool2d_forward(16, 16, -1, 5, 5, 3, 3, 1, 1, 1, 1, True, 0)
+    with pytest.raises(ValueError, match="output size must be >= 1"):
+        cu.adaptive_avgpool2d_forward(16, 16, 1, 4, 4, 0, 2, 0)
+    with pytest.raises(ValueError, match="fewer than 2\\*\\*31"):
+        cu.maxpool2d_forward(16, 16, 16, 1, 1 << 16, 1 << 16, 1, 1, 1, 1, 0, 0, 1, 1, 0)
+    # Empty inputs are valid and launch nothing.
+    cu.im2col2d(0, 0, 0, 3, *geom, 0)
+    cu.col2im2d(0, 0, 0, 3, *geom, 0)
+    cu.cn_to_nc(0, 0, 0, 0, 4, 9, 0)
+    cu.nc_to_cn(0, 0, 16, 0, 4, 9, 0)  # a bias gradient with nothing to sum stays as it is
+    cu.maxpool2d_forward(0, 0, 0, 0, *geom, 0)
+    cu.maxpool2d_backward(0, 0, 0, 0, *geom, 0)
+    cu.avgpool2d_backward(0, 0, 0, 5, 5, 3, 3, 1, 1, 1, 1, False, 0)
+    cu.adaptive_avgpool2d_backward(0, 0, 0, 5, 5, 2, 2, 0)
 
 
 # ---------------------------------------------------------------- GPU helpers
@@ -451,3 +493,325 @@ def test_training_run_on_gpu_tracks_cpu():
     assert_close(gpu_losses[:10], cpu[:10], rtol=1e-3, atol=1e-4, name="first losses")
     assert_close(gpu_losses, cpu, rtol=5e-3, atol=1e-3, name="loss curve")
     assert gpu_losses[-5:].mean() < 0.5 * gpu_losses[:5].mean()  # it actually trained
+
+
+# ---------------------------------------------------------------- convolution and pooling
+
+def _ptr(a):
+    return 0 if a is None else int(a.data.ptr)
+
+
+def _stream():
+    from fusetrain.ops._dispatch import stream
+
+    return stream()
+
+
+def _conv_geom(case):
+    """(N, C, H, W, OC, (KH, KW), stride, padding, dilation, groups) of a test_conv CONV2D_CASES entry."""
+    N, C, H, W, OC, k, s, p, d, g = case
+    ints = ops.conv._ints
+    return N, C, H, W, OC, ints(k, 2, "k", 1), ints(s, 2, "s", 1), ints(p, 2, "p", 0), ints(d, 2, "d", 1), g
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CONV2D_CASES)
+def test_im2col_col2im_match_cpu_bitwise(cp, case):
+    """im2col is a copy and col2im sums each pixel's taps in the CPU's (kh, kw) order from 0, so
+    both give the CPU kernels' bits; col2im is a gather, so two runs are bitwise equal too."""
+    N, C, H, W, _, (KH, KW), s, p, d, _ = _conv_geom(case)
+    geom = (H, W, KH, KW, *s, *p, *d)
+    OH, OW = (ops.conv.window_out_size(n, k, si, pi, di) for n, k, si, pi, di in zip((H, W), (KH, KW), s, p, d))
+    x = _rand((N, C, H, W), 1)
+    col = np.empty((C * KH * KW, N * OH * OW), np.float32)
+    _core.im2col2d(x, col, N, C, *geom)
+    colg = cp.empty(col.shape, cp.float32)
+    backend._cuda.im2col2d(_ptr(cp.asarray(x)), _ptr(colg), N, C, *geom, _stream())
+    np.testing.assert_array_equal(_host(colg), col)
+    c = _rand(col.shape, 2)
+    dx = np.empty(x.shape, np.float32)
+    _core.col2im2d(c, dx, N, C, *geom)
+    runs = []
+    for _ in range(2):
+        dxg = cp.full(x.shape, np.nan, cp.float32)  # col2im overwrites every element
+        backend._cuda.col2im2d(_ptr(cp.asarray(c)), _ptr(dxg), N, C, *geom, _stream())
+        runs.append(_host(dxg))
+    np.testing.assert_array_equal(runs[0], dx)
+    np.testing.assert_array_equal(runs[1], runs[0])
+
+
+# (N, C, S): S == 1 takes the column-tile bias sums, S % 4 == 0 the float4 channel planes.
+LAYOUT_SHAPES = [(1, 1, 1), (3, 5, 7), (2, 4, 1), (7, 3, 1), (33, 8, 1), (4, 8, 16), (5, 6, 12), (2, 3, 1000),
+                 (0, 3, 4), (3, 0, 5), (3, 2, 0)]
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", LAYOUT_SHAPES)
+@pytest.mark.parametrize("aligned", [True, False])
+def test_layout_moves_match_cpu(cp, shape, aligned):
+    N, C, S = shape
+    put = cp.asarray if aligned else (lambda a: _misaligned(cp, a))
+    src, bias = _rand((C, N * S), 1), _rand(C, 2)
+    for b in (bias, None):
+        dst = np.empty((N, C, S), np.float32)
+        _core.cn_to_nc(src, b, dst, N, C, S)
+        dstg = put(np.zeros((N, C, S), np.float32))
+        backend._cuda.cn_to_nc(_ptr(put(src)), _ptr(None if b is None else put(b)), _ptr(dstg), N, C, S, _stream())
+        np.testing.assert_array_equal(_host(dstg), dst)
+    g = _rand((N, C, S), 3, scale=2.0, shift=1.0)
+    db = np.full(C, 0.5, np.float32)
+    for with_bias in (True, False):
+        dst = np.empty((C, N * S), np.float32)
+        dbc = db.copy()
+        _core.nc_to_cn(g, dst, dbc if with_bias else None, N, C, S)
+        runs = []
+        for _ in range(2):
+            dstg = put(np.zeros((C, N * S), np.float32))
+            dbg = put(db) if with_bias else None
+            backend._cuda.nc_to_cn(_ptr(put(g)), _ptr(dstg), _ptr(dbg), N, C, S, _stream())
+            np.testing.assert_array_equal(_host(dstg), dst)
+            runs.append(_host(dbg))
+        if with_bias:
+            assert_close(runs[0], dbc, rtol=1e-6, atol=1e-6, name="grad_bias (accumulated)")
+            np.testing.assert_array_equal(runs[1], runs[0])
+
+
+def _run_conv2d_op(case, xp, bias):
+    """(y, dx, dw, db) of ops.conv2d_forward/backward on xp (numpy or cupy) arrays, as host arrays;
+    the parameter gradients accumulate onto 0.5 and -0.25."""
+    N, C, H, W, OC, (KH, KW), s, p, d, g = _conv_geom(case)
+    x, w = xp.asarray(_rand((N, C, H, W), 1)), xp.asarray(_rand((OC, C // g, KH, KW), 2))
+    b = xp.asarray(_rand(OC, 4)) if bias else None
+    gw = xp.full(w.shape, 0.5, np.float32)
+    gb = xp.full(OC, -0.25, np.float32) if bias else None
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    y, col = ops.conv2d_forward(x, w, b, **kw)
+    dy = xp.asarray(_rand(tuple(y.shape), 3))
+    dx = ops.conv2d_backward(dy, col, w, x.shape, grad_weight=gw, grad_bias=gb, **kw)
+    host = (lambda a: a if a is None or xp is np else _host(a))  # noqa: E731
+    return host(y), host(dx), host(gw), host(gb)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CONV2D_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_op_matches_cpu(cp, case, bias):
+    """im2col + cuBLAS + layout kernels against the CPU (direct or im2col + BLAS) convolution."""
+    N, C, H, W, OC, (KH, KW), s, p, d, g = _conv_geom(case)
+    y, dx, dw, db = _run_conv2d_op(case, np, bias)
+    yg, dxg, dwg, dbg = _run_conv2d_op(case, cp, bias)
+    # twice test_conv's tolerance against the float64 twin: each side may be off by that much
+    atol = 2 * max(1e-5, 3e-7 * max(C // g, OC // g) * KH * KW)
+    assert_close(yg, y, rtol=2e-5, atol=atol, name="y")
+    assert_close(dxg, dx, rtol=2e-5, atol=atol, name="dx")
+    assert_close(dwg, dw, rtol=2e-5, atol=2e-4, name="dw")
+    if bias:
+        assert_close(dbg, db, rtol=2e-5, atol=2e-4, name="db")
+
+
+@gpu
+@pytest.mark.cuda
+def test_conv_buffer_shapes_follow_the_device(cp):
+    # stride 1, one group: the direct kernels on the CPU, im2col on the GPU
+    x_shape, w_shape = (2, 3, 7, 9), (5, 3, 3, 3)
+    col, work = ops.conv2d_buffer_shapes(x_shape, w_shape, padding=1)
+    assert work is None and col[0] == 2
+    assert ops.conv2d_buffer_shapes(x_shape, w_shape, padding=1, like=cp.empty(1, cp.float32)) == \
+        ((3 * 9, 2 * 7 * 9), (5, 2 * 7 * 9))
+    assert ops.conv1d_buffer_shapes((2, 3, 11), (4, 3, 3), like=cp.empty(1, cp.float32)) == \
+        ((3 * 3, 2 * 9), (4, 2 * 9))
+
+
+def _pool_pair(cp, x, fwd, bwd, use_indices=False):
+    """(y, indices or None, dx) of a pooling op's forward and backward on the CPU and on the GPU,
+    as host arrays. fwd(x) returns y, or (y, indices); bwd(dy, x_shape) or bwd(dy, indices, x_shape)."""
+    out = []
+    for xp in (np, cp):
+        res = fwd(xp.asarray(x))
+        y, idx = res if use_indices else (res, None)
+        dy = xp.asarray(_rand(tuple(y.shape), 7))
+        dx = bwd(dy, idx, x.shape) if use_indices else bwd(dy, x.shape)
+        host = (lambda a: a if a is None or xp is np else _host(a))  # noqa: E731
+        out.append((host(y), host(idx), host(dx)))
+    return out
+
+
+# (shape, kernel, stride, padding, dilation): test_pool's cases plus dilation/overlap corners, and
+# one whose windows all fall in the padding (their index is 0 by convention, outside the window).
+MAXPOOL_GPU_CASES = [((3, 5, 11, 7), k, s, p, d) for k, s, p, d in MAX2D] + [
+    ((2, 3, 13, 17), 3, 1, 1, 2), ((1, 2, 9, 4), (4, 1), (1, 1), (2, 0), (3, 1)), ((2, 3, 1, 6), 2, 1, (2, 0), (3, 1)),
+    ((4, 1, 1, 1), 1, 1, 0, 1)]
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape,k,s,p,d", MAXPOOL_GPU_CASES)
+def test_max_pool2d_matches_cpu_bitwise(cp, shape, k, s, p, d):
+    """Same scan as the CPU (NaN wins, first tie, -inf padding) and dx summed in the CPU's order."""
+    x = _rand(shape, 1)
+    x.reshape(-1)[::7] = x.reshape(-1)[1]  # ties
+    if x.size > 20:
+        x.reshape(-1)[5] = np.nan
+    fwd = lambda a: ops.max_pool2d_forward(a, k, s, p, d)  # noqa: E731
+    bwd = lambda dy, idx, shp: ops.max_pool2d_backward(dy, idx, shp, k, s, p, d)  # noqa: E731
+    (y, idx, dx), (yg, idxg, dxg) = _pool_pair(cp, x, fwd, bwd, use_indices=True)
+    np.testing.assert_array_equal(idxg, idx)
+    np.testing.assert_array_equal(yg, y)
+    np.testing.assert_array_equal(dxg, dx)
+    # deterministic: a second backward gives the same bits
+    dy = cp.asarray(_rand(y.shape, 7))
+    again = ops.max_pool2d_backward(dy, cp.asarray(idx), shape, k, s, p, d)
+    np.testing.assert_array_equal(_host(again), dxg)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("k,s,p,cip", AVG2D + [(3, 1, 1, False), ((1, 4), (1, 3), (0, 2), True)])
+def test_avg_pool2d_matches_cpu(cp, k, s, p, cip):
+    x = _rand((3, 5, 11, 7), 1)
+    fwd = lambda a: ops.avg_pool2d_forward(a, k, s, p, cip)  # noqa: E731
+    bwd = lambda dy, shp: ops.avg_pool2d_backward(dy, shp, k, s, p, cip)  # noqa: E731
+    (y, _, dx), (yg, _, dxg) = _pool_pair(cp, x, fwd, bwd)
+    assert_close(yg, y, rtol=1e-6, atol=1e-6, name="y")
+    assert_close(dxg, dx, rtol=1e-6, atol=1e-6, name="dx")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape,o", [((3, 5, 11, 7), o) for o in ADAPTIVE2D] +
+                         [((2, 3, 3, 5), (7, 11)), ((2, 2, 13, 1), (5, 1)), ((1, 4, 6, 6), 6)])
+def test_adaptive_avg_pool2d_matches_cpu(cp, shape, o):
+    """Bins as the CPU's; dx adds dy/count in the CPU's order, so its bits match."""
+    x = _rand(shape, 1)
+    fwd = lambda a: ops.adaptive_avg_pool2d_forward(a, o)  # noqa: E731
+    bwd = lambda dy, shp: ops.adaptive_avg_pool2d_backward(dy, shp)  # noqa: E731
+    (y, _, dx), (yg, _, dxg) = _pool_pair(cp, x, fwd, bwd)
+    assert_close(yg, y, rtol=1e-6, atol=1e-7, name="y")
+    np.testing.assert_array_equal(dxg, dx)
+
+
+def _conv_layer(dims, case, seed):
+    fusetrain.manual_seed(seed)
+    if dims == 2:
+        N, C, H, W, OC, k, s, p, d, g = case
+        return nn.Conv2d(C, OC, k, stride=s, padding=p, dilation=d, groups=g, bias=bool(N % 2)), (N, C, H, W)
+    N, C, L, OC, k, s, p, d, g = case
+    return nn.Conv1d(C, OC, k, stride=s, padding=p, dilation=d, groups=g, bias=bool(N % 2)), (N, C, L)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("dims,case", [(2, c) for c in CONV2D_CASES] + [(1, c) for c in CONV1D_CASES])
+def test_conv_layers_on_gpu_match_cpu(cp, dims, case):
+    """A layer moved with .to("cuda") against the same layer on the CPU: output, input gradient and
+    the weight/bias gradients accumulated over two steps (the second reuses the GPU buffers)."""
+    cpu, shape = _conv_layer(dims, case, 5)
+    dev, _ = _conv_layer(dims, case, 5)
+    dev.to("cuda")
+    x = _rand(shape, 1)
+    xg = cp.asarray(x)
+    for step in range(2):
+        y, yg = cpu(x), dev(xg)
+        assert_close(_host(yg), y, rtol=1e-4, atol=1e-4, name=f"y step {step}")
+        dy = np.cos(np.arange(y.size, dtype=np.float32) * (step + 1)).reshape(y.shape)
+        dx, dxg = cpu.backward(dy), dev.backward(cp.asarray(dy))
+        assert_close(_host(dxg), dx, rtol=1e-4, atol=1e-4, name=f"dx step {step}")
+    assert_close(_host(dev.weight.grad), cpu.weight.grad, rtol=1e-4, atol=1e-3, name="dw")
+    if cpu.bias is not None:
+        assert_close(_host(dev.bias.grad), cpu.bias.grad, rtol=1e-4, atol=1e-3, name="db")
+
+
+def _pool_layers():
+    return [nn.MaxPool2d(3, 2, 1), nn.MaxPool2d((3, 2), (1, 2), (1, 1), (2, 1)), nn.AvgPool2d(3, 2, 1),
+            nn.AvgPool2d(2, 1, 1, count_include_pad=False), nn.AdaptiveAvgPool2d((4, 3)), nn.AdaptiveAvgPool2d(1),
+            nn.GlobalAvgPool2d(), nn.MaxPool1d(3, 2, 1, 2), nn.MaxPool1d(2), nn.AvgPool1d(3, 2, 1),
+            nn.AvgPool1d(4, 1, 2, count_include_pad=False), nn.AdaptiveAvgPool1d(5), nn.GlobalAvgPool1d()]
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("i", range(len(_pool_layers())))
+def test_pool_layers_on_gpu_match_cpu(cp, i):
+    cpu, dev = _pool_layers()[i], _pool_layers()[i]
+    dev.to("cuda")
+    x = _rand((3, 5, 11, 7) if "1d" not in type(cpu).__name__ else (2, 3, 13), 1)
+    for step in range(2):
+        y, yg = cpu(x), dev(cp.asarray(x))
+        assert_close(_host(yg), y, rtol=1e-6, atol=1e-6, name=f"{cpu!r} y")
+        dy = np.sin(np.arange(y.size, dtype=np.float32) + step).reshape(y.shape)
+        assert_close(_host(dev.backward(cp.asarray(dy))), cpu.backward(dy), rtol=1e-6, atol=1e-6,
+                     name=f"{cpu!r} dx")
+
+
+@gpu
+@pytest.mark.cuda
+def test_conv_and_pool_refuse_mixed_devices(cp):
+    x, w = _rand((2, 3, 6, 6), 1), _rand((4, 3, 3, 3), 2)
+    with pytest.raises(ValueError, match="same device"):
+        ops.conv2d_forward(cp.asarray(x), w)
+    with pytest.raises(ValueError, match="same device"):
+        ops.conv2d_forward(x, w, out=cp.empty((2, 4, 4, 4), cp.float32))
+    y, col = ops.conv2d_forward(cp.asarray(x), cp.asarray(w))
+    with pytest.raises(ValueError, match="same device"):
+        ops.conv2d_backward(cp.asarray(_rand((2, 4, 4, 4), 3)), col, w, x.shape)
+    y, idx = ops.max_pool2d_forward(cp.asarray(x), 2)
+    with pytest.raises(ValueError, match="same device"):
+        ops.max_pool2d_backward(y, idx.get(), x.shape, 2)
+    with pytest.raises(ValueError, match="same device"):
+        ops.avg_pool2d_forward(cp.asarray(x), 2, out=np.empty((2, 3, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="same device"):
+        nn.Conv2d(3, 4, 3)(cp.asarray(x))  # the layer's weights stayed on the CPU
+    with backend.use_backend("numpy"), pytest.raises(NotImplementedError, match="NumPy twins"):
+        ops.max_pool2d_forward(cp.asarray(x), 2)
+
+
+def _train_cnn(model_fn, device, X, Y, steps=15, batch=32):
+    from fusetrain import optim
+
+    fusetrain.manual_seed(7)
+    model = model_fn()
+    xp = np
+    if device == "cuda":
+        model.to("cuda")
+        xp = backend.cupy_module()
+    opt = optim.AdamW(model.parameters(), lr=3e-3, max_grad_norm=1.0)
+    loss_fn = nn.CrossEntropyLoss()
+    Xd, Yd = xp.asarray(X), xp.asarray(Y)
+    losses = []
+    for step in range(steps):
+        lo = (step * batch) % (len(X) - batch)
+        opt.zero_grad()
+        loss = loss_fn(model(Xd[lo:lo + batch]), Yd[lo:lo + batch])
+        model.backward(loss_fn.backward())
+        opt.step()
+        losses.append(loss)
+    return np.array(losses)
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["resnet2d", "cnn1d"])
+def test_cnn_training_on_gpu_tracks_cpu(kind):
+    """SmallResNet (conv, BN+ReLU, residual blocks, max pool, global average pool, dropout) on 8x8
+    digits and CNN1d on them read as 64-sample signals: same seed, so the GPU's loss curve follows
+    the CPU's up to GEMM rounding (cuBLAS vs the CPU's direct/im2col kernels)."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from fusetrain.models import CNN1d, SmallResNet
+
+    X, Y = datasets.load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    Y = Y.astype(np.int64)
+    if kind == "resnet2d":
+        X = X.reshape(-1, 1, 8, 8)
+        model_fn = lambda: SmallResNet(in_channels=1, widths=(8, 16))  # noqa: E731
+    else:
+        X = X.reshape(-1, 1, 64)
+        model_fn = lambda: CNN1d(in_channels=1, channels=(8, 16, 16))  # noqa: E731
+    cpu = _train_cnn(model_fn, "cpu", X, Y)
+    gpu_losses = _train_cnn(model_fn, "cuda", X, Y)
+    assert_close(gpu_losses[:5], cpu[:5], rtol=1e-3, atol=1e-4, name="first losses")
+    assert_close(gpu_losses, cpu, rtol=5e-3, atol=1e-3, name="loss curve")
+    assert gpu_losses[-5:].mean() < gpu_losses[:5].mean()  # it trained

@@ -143,6 +143,67 @@ void bind_loss(py::module_& m) {
   }, nogil(), "summed loss; waits for the result");
 }
 
+fusetrain::Window2d window(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
+                           int64_t PW, int64_t DH, int64_t DW) {
+  fusetrain::Window2d g{H, W, KH, KW, SH, SW, PH, PW, DH, DW, 0, 0};
+  gpu::window2d_init(g);
+  return g;
+}
+
+// Same arguments as _core's (pointers in place of arrays), then the stream.
+void bind_conv(py::module_& m) {
+  m.def("im2col2d", [](uintptr_t x, uintptr_t col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                       int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                       uintptr_t s) {
+    gpu::im2col2d(dptr<const float>(x), dptr<float>(col), N, C, window(H, W, KH, KW, SH, SW, PH, PW, DH, DW),
+                  as_stream(s));
+  }, nogil());
+  m.def("col2im2d", [](uintptr_t col, uintptr_t dx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                       int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                       uintptr_t s) {
+    gpu::col2im2d(dptr<const float>(col), dptr<float>(dx), N, C, window(H, W, KH, KW, SH, SW, PH, PW, DH, DW),
+                  as_stream(s));
+  }, nogil(), "overwrites dx; deterministic (a gather per pixel, no atomics)");
+  m.def("cn_to_nc", [](uintptr_t src, uintptr_t bias, uintptr_t dst, int64_t N, int64_t C, int64_t S, uintptr_t s) {
+    gpu::cn_to_nc(dptr<const float>(src), dptr<const float>(bias), dptr<float>(dst), N, C, S, as_stream(s));
+  }, nogil());
+  m.def("nc_to_cn", [](uintptr_t src, uintptr_t dst, uintptr_t dbias, int64_t N, int64_t C, int64_t S, uintptr_t s) {
+    gpu::nc_to_cn(dptr<const float>(src), dptr<float>(dst), dptr<float>(dbias), N, C, S, as_stream(s));
+  }, nogil(), "dbias (C,) += per-channel sums (deterministic) when not 0");
+  m.def("maxpool2d_forward", [](uintptr_t x, uintptr_t y, uintptr_t idx, int64_t P, int64_t H, int64_t W,
+                                int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                int64_t DH, int64_t DW, uintptr_t s) {
+    gpu::maxpool2d_forward(dptr<const float>(x), dptr<float>(y), dptr<int32_t>(idx), P,
+                           window(H, W, KH, KW, SH, SW, PH, PW, DH, DW), as_stream(s));
+  }, nogil());
+  m.def("maxpool2d_backward", [](uintptr_t dy, uintptr_t idx, uintptr_t dx, int64_t P, int64_t H, int64_t W,
+                                 int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                 int64_t DH, int64_t DW, uintptr_t s) {
+    gpu::maxpool2d_backward(dptr<const float>(dy), dptr<const int32_t>(idx), dptr<float>(dx), P,
+                            window(H, W, KH, KW, SH, SW, PH, PW, DH, DW), as_stream(s));
+  }, nogil(), "overwrites dx; deterministic (a gather per pixel, no atomics)");
+  m.def("avgpool2d_forward", [](uintptr_t x, uintptr_t y, int64_t P, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                                int64_t SH, int64_t SW, int64_t PH, int64_t PW, bool count_include_pad,
+                                uintptr_t s) {
+    gpu::avgpool2d_forward(dptr<const float>(x), dptr<float>(y), P, window(H, W, KH, KW, SH, SW, PH, PW, 1, 1),
+                           count_include_pad, as_stream(s));
+  }, nogil());
+  m.def("avgpool2d_backward", [](uintptr_t dy, uintptr_t dx, int64_t P, int64_t H, int64_t W, int64_t KH,
+                                 int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                                 bool count_include_pad, uintptr_t s) {
+    gpu::avgpool2d_backward(dptr<const float>(dy), dptr<float>(dx), P, window(H, W, KH, KW, SH, SW, PH, PW, 1, 1),
+                            count_include_pad, as_stream(s));
+  }, nogil());
+  m.def("adaptive_avgpool2d_forward", [](uintptr_t x, uintptr_t y, int64_t P, int64_t H, int64_t W, int64_t OH,
+                                         int64_t OW, uintptr_t s) {
+    gpu::adaptive_avgpool2d_forward(dptr<const float>(x), dptr<float>(y), P, H, W, OH, OW, as_stream(s));
+  }, nogil());
+  m.def("adaptive_avgpool2d_backward", [](uintptr_t dy, uintptr_t dx, int64_t P, int64_t H, int64_t W, int64_t OH,
+                                          int64_t OW, uintptr_t s) {
+    gpu::adaptive_avgpool2d_backward(dptr<const float>(dy), dptr<float>(dx), P, H, W, OH, OW, as_stream(s));
+  }, nogil());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -153,4 +214,5 @@ PYBIND11_MODULE(_cuda, m) {
   bind_layernorm(m);
   bind_dropout(m);
   bind_loss(m);
+  bind_conv(m);
 }

@@ -1,5 +1,5 @@
 // Host entry points of the CUDA kernels (fusetrain._cuda). Each mirrors the CPU kernel of the same
-// name (optim.h, norm.h, batchnorm.h, layernorm.h, dropout.h, loss.h define the semantics) on
+// name (optim.h, norm.h, batchnorm.h, layernorm.h, dropout.h, loss.h, conv.h define the semantics) on
 // device pointers, enqueued on `stream`. They return without synchronizing, except the functions
 // that return a host value (pow_sum, count_nonfinite, softmax_xent), which wait for their result.
 // Plain C++: the bindings include this header without nvcc.
@@ -7,6 +7,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+
+#include "fusetrain/conv.h"
 
 namespace fusetrain {
 namespace gpu {
@@ -69,6 +71,31 @@ void philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t 
 // loss.h; labels is an int64 device array. Returns the summed loss.
 double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
                     int64_t K, double grad_scale, cudaStream_t stream);
+
+// conv.h. window2d_init fills OH/OW with the CPU's rules (_cuda does not link _core's copy) and
+// also refuses planes too large for the kernels' 32-bit in-plane indices; the launchers re-check
+// the geometry they are given. No atomics: each output element is written by one thread that sums
+// its inputs in the CPU kernel's order (maxpool2d_backward routes per plane instead when some
+// window holds no pixel), so col2im2d and the pooling backwards are deterministic, and col2im2d,
+// maxpool2d_backward and adaptive_avgpool2d_backward give the CPU's bits. nc_to_cn's bias sums
+// are per-block partials in double combined in a fixed order.
+void window2d_init(Window2d& g);
+void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& g, cudaStream_t stream);
+void col2im2d(const float* col, float* dx, int64_t N, int64_t C, const Window2d& g, cudaStream_t stream);
+void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_t C, int64_t S,
+              cudaStream_t stream);
+void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S, cudaStream_t stream);
+void maxpool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g, cudaStream_t stream);
+void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P, const Window2d& g,
+                        cudaStream_t stream);
+void avgpool2d_forward(const float* x, float* y, int64_t P, const Window2d& g, bool count_include_pad,
+                       cudaStream_t stream);
+void avgpool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g, bool count_include_pad,
+                        cudaStream_t stream);
+void adaptive_avgpool2d_forward(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t OH,
+                                int64_t OW, cudaStream_t stream);
+void adaptive_avgpool2d_backward(const float* dy, float* dx, int64_t P, int64_t H, int64_t W, int64_t OH,
+                                 int64_t OW, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace fusetrain

@@ -93,7 +93,7 @@ class _ConvNd(Module):
         N = x.shape[0]
         geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
         shapes = ops.conv2d_buffer_shapes if self._dims == 2 else ops.conv1d_buffer_shapes
-        col_shape, work_shape = shapes(x.shape, w.shape, **geometry)
+        col_shape, work_shape = shapes(x.shape, w.shape, like=x, **geometry)  # cupy x: the im2col path
         y = self._buffer("y", (N, self.out_channels) + out_sp, w)
         col = self._buffer("col", col_shape, w)
         work = None if work_shape is None else self._buffer("work", work_shape, w)

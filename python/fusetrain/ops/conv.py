@@ -1,13 +1,15 @@
-"""Convolution and pooling ops on (N, C, L) and (N, C, H, W) arrays. A convolution is im2col (C++)
-+ one numpy.matmul (BLAS) per group + a layout move with the bias fused (C++); backward reuses the
-forward's column matrix. Pooling runs whole in C++. Definitions follow torch.nn.functional."""
+"""Convolution and pooling ops on (N, C, L) and (N, C, H, W) arrays. A convolution is im2col (C++
+or CUDA) + one matmul per group (OpenBLAS for numpy, cuBLAS for cupy arrays) + a layout move with
+the bias fused; backward reuses the forward's column matrix. Pooling runs whole in C++ or CUDA.
+Definitions follow torch.nn.functional."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, empty, use_numpy
+from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
 
 
 def _ints(v, n: int, name: str, lo: int) -> tuple:
@@ -31,9 +33,11 @@ def window_out_size(size, k, s, p, d, what="window"):
     return o
 
 
-def _no_host(x, name):
-    if C.is_cuda_array(x):
-        raise NotImplementedError(f"{name}: convolution and pooling run on the CPU only (got a cupy array)")
+def _twin_needs_host(x, name):
+    # The NumPy twins build their intermediates with numpy functions, so they cannot run on cupy arrays.
+    if use_numpy() and C.is_cuda_array(x):
+        raise NotImplementedError(f"{name}: the NumPy twins of convolution and pooling run on numpy arrays only "
+                                  "(got a cupy array); use numpy arrays or the fused backend")
 
 
 def _buffer(buf, name, shape, like, dtype=None):
@@ -65,30 +69,31 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
 def _direct(geom, stride, padding, dilation, groups, x=None) -> bool:
     """Whether the direct (implicit-GEMM) kernels run this convolution: stride 1, one group and
     padding <= dilation*(kernel-1) (so the input gradient is a plain padded convolution), on the
-    fused CPU backend. Other convolutions run im2col + BLAS."""
+    fused CPU backend (x, when given, is not a cupy array). Other convolutions run im2col + GEMM."""
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     return (not use_numpy() and groups == 1 and stride == (1, 1) and N > 0
             and padding[0] <= dilation[0] * (KH - 1) and padding[1] <= dilation[1] * (KW - 1)
             and (x is None or not C.is_cuda_array(x)))
 
 
-def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, like=None) -> tuple:
     """(col shape, workspace shape or None) of conv2d_forward/backward, to allocate them once.
 
     col is what the forward saves for the backward: the zero-padded images (N, per-image size)
     on the direct path, which needs no workspace, or the column matrix (C*KH*KW, N*OH*OW) and an
-    (OC, N*OH*OW) workspace on the im2col path."""
+    (OC, N*OH*OW) workspace on the im2col path. like: an array on the device that will run the
+    convolution (e.g. x); cupy arrays always take the im2col path. None means numpy arrays."""
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
     geom = _conv_geometry(tuple(x_shape), tuple(weight_shape), stride, padding, dilation, groups)
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
-    if _direct(geom, stride, padding, dilation, groups):
+    if _direct(geom, stride, padding, dilation, groups, like):
         return (N, core().conv2d_direct_image_size(Cin, H, W, KH, KW, *padding, *dilation)), None
     return (Cin * KH * KW, N * OH * OW), (OC, N * OH * OW)
 
 
-def conv1d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+def conv1d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, like=None) -> tuple:
     """conv2d_buffer_shapes for conv1d_forward/backward on (N, C, L) inputs."""
     if len(x_shape) != 3 or len(weight_shape) != 3:
         raise ValueError(f"expected x (N, C, L) and weight (OC, C/groups, K), got {tuple(x_shape)} and "
@@ -98,7 +103,7 @@ def conv1d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation
     N, Cin, L = x_shape
     OC, Cg, K = weight_shape
     return conv2d_buffer_shapes((N, Cin, 1, L), (OC, Cg, 1, K), stride=(1, s), padding=(0, p), dilation=(1, d),
-                                groups=groups)
+                                groups=groups, like=like)
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, out=None,
@@ -111,8 +116,9 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     and workspace ((OC, N*OH*OW) scratch of the im2col path) may be passed to reuse buffers.
     """
     x = C.array(x, "x", ndim=4)
-    _no_host(x, "conv2d")
+    _twin_needs_host(x, "conv2d")
     weight = C.array(weight, "weight", ndim=4)
+    C.same_device(x=x, weight=weight, bias=bias, out=out, col=col, workspace=workspace)
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
@@ -134,12 +140,20 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
         return out, col
     G, K, NS = groups, Cg * KH * KW, N * OH * OW
     work = _buffer(workspace, "workspace", (OC, NS), x)
-    core().im2col2d(x, col, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
-    if G == 1:
-        np.matmul(weight.reshape(OC, K), col, out=work)
+    gpu = on_cuda(x)
+    if gpu:
+        cuda().im2col2d(ptr(x), ptr(col), N, Cin, H, W, KH, KW, *stride, *padding, *dilation, stream())
     else:
-        np.matmul(weight.reshape(G, OC // G, K), col.reshape(G, K, NS), out=work.reshape(G, OC // G, NS))
-    core().cn_to_nc(work, bias, out, N, OC, OH * OW)
+        core().im2col2d(x, col, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
+    xp = backend.array_module(x)  # numpy.matmul (OpenBLAS) or cupy.matmul (cuBLAS, on the current stream)
+    if G == 1:
+        xp.matmul(weight.reshape(OC, K), col, out=work)
+    else:
+        xp.matmul(weight.reshape(G, OC // G, K), col.reshape(G, K, NS), out=work.reshape(G, OC // G, NS))
+    if gpu:
+        cuda().cn_to_nc(ptr(work), ptr(bias), ptr(out), N, OC, OH * OW, stream())
+    else:
+        core().cn_to_nc(work, bias, out, N, OC, OH * OW)
     return out, col
 
 
@@ -153,7 +167,9 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
     """
     weight = C.array(weight, "weight", ndim=4)
     grad_out = C.array(grad_out, "grad_out", ndim=4)
-    _no_host(grad_out, "conv2d")
+    _twin_needs_host(grad_out, "conv2d")
+    C.same_device(grad_out=grad_out, col=col, weight=weight, grad_input=grad_input, grad_weight=grad_weight,
+                  grad_bias=grad_bias, workspace=workspace)
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
@@ -190,17 +206,26 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
             grad_input[...] = dx
         return grad_input
     work = _buffer(workspace, "workspace", (OC, NS), grad_out)
-    core().nc_to_cn(grad_out, work, grad_bias, N, OC, OH * OW)
+    gpu = on_cuda(grad_out)
+    if gpu:
+        cuda().nc_to_cn(ptr(grad_out), ptr(work), ptr(grad_bias), N, OC, OH * OW, stream())
+    else:
+        core().nc_to_cn(grad_out, work, grad_bias, N, OC, OH * OW)
+    xp = backend.array_module(grad_out)
     dyg = work.reshape(G, OC // G, NS)
     colg = col.reshape(G, K, NS)
     if grad_weight is not None:
         # dW^T = col @ dy^T: with the long N*OH*OW axis as BLAS's inner dimension of both
         # operands this runs 2-8x faster in OpenBLAS than dy @ col^T (measured).
         gw = grad_weight.reshape(G, OC // G, K)
-        gw += np.matmul(colg, dyg.transpose(0, 2, 1)).transpose(0, 2, 1)
+        gw += xp.matmul(colg, dyg.transpose(0, 2, 1)).transpose(0, 2, 1)
     if need_input_grad:
-        np.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
-        core().col2im2d(col, grad_input, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
+        xp.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
+        if gpu:
+            cuda().col2im2d(ptr(col), ptr(grad_input), N, Cin, H, W, KH, KW, *stride, *padding, *dilation,
+                            stream())
+        else:
+            core().col2im2d(col, grad_input, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
     return grad_input
 
 
@@ -268,12 +293,13 @@ def _pool_args(x_shape, dims, kernel_size, stride, padding, dilation, what, max_
 
 def _pool_input(x, name, dims):
     x = C.array(x, name, ndim=dims + 2)
-    _no_host(x, "pooling")
+    _twin_needs_host(x, "pooling")
     return x
 
 
 def _max_pool_forward(x, dims, kernel_size, stride, padding, dilation, out, indices):
     x = _pool_input(x, "x", dims)
+    C.same_device(x=x, out=out, indices=indices)
     k, s, p, d, (H, W), (OH, OW) = _pool_args(x.shape, dims, kernel_size, stride, padding, dilation,
                                               f"max_pool{dims}d", True)
     oshape = x.shape[:2] + ((OW,) if dims == 1 else (OH, OW))
@@ -284,6 +310,8 @@ def _max_pool_forward(x, dims, kernel_size, stride, padding, dilation, out, indi
         y, idx = ref.max_pool2d_forward(x.reshape(P, H, W), k, s, p, d)
         out.reshape(P, OH, OW)[...] = y
         indices.reshape(P, OH, OW)[...] = idx
+    elif on_cuda(x):
+        cuda().maxpool2d_forward(ptr(x), ptr(out), ptr(indices), P, H, W, *k, *s, *p, *d, stream())
     else:
         core().maxpool2d_forward(x, out, indices, P, H, W, *k, *s, *p, *d)
     return out, indices
@@ -298,13 +326,16 @@ def _max_pool_backward(grad_out, indices, input_shape, dims, kernel_size, stride
                                               f"max_pool{dims}d", True)
     oshape = input_shape[:2] + ((OW,) if dims == 1 else (OH, OW))
     grad_out = C.array(grad_out, "grad_out", shape=oshape)
-    _no_host(grad_out, "pooling")
+    _twin_needs_host(grad_out, "pooling")
+    C.same_device(grad_out=grad_out, indices=indices, grad_input=grad_input)
     indices = C.array(indices, "indices", dtype=np.int32, shape=oshape)
     grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
     P = input_shape[0] * input_shape[1]
     if use_numpy():
         grad_input.reshape(P, H, W)[...] = ref.max_pool2d_backward(grad_out.reshape(P, OH, OW),
                                                                    indices.reshape(P, OH, OW), (H, W))
+    elif on_cuda(grad_out):
+        cuda().maxpool2d_backward(ptr(grad_out), ptr(indices), ptr(grad_input), P, H, W, *k, *s, *p, *d, stream())
     else:
         core().maxpool2d_backward(grad_out, indices, grad_input, P, H, W, *k, *s, *p, *d)
     return grad_input
@@ -336,12 +367,15 @@ def max_pool1d_backward(grad_out, indices, input_shape, kernel_size, stride=None
 
 def _avg_pool_forward(x, dims, kernel_size, stride, padding, count_include_pad, out):
     x = _pool_input(x, "x", dims)
+    C.same_device(x=x, out=out)
     k, s, p, _, (H, W), (OH, OW) = _pool_args(x.shape, dims, kernel_size, stride, padding, 1,
                                               f"avg_pool{dims}d", False)
     out = _buffer(out, "out", x.shape[:2] + ((OW,) if dims == 1 else (OH, OW)), x)
     P = x.shape[0] * x.shape[1]
     if use_numpy():
         out.reshape(P, OH, OW)[...] = ref.avg_pool2d_forward(x.reshape(P, H, W), k, s, p, bool(count_include_pad))
+    elif on_cuda(x):
+        cuda().avgpool2d_forward(ptr(x), ptr(out), P, H, W, *k, *s, *p, bool(count_include_pad), stream())
     else:
         core().avgpool2d_forward(x, out, P, H, W, *k, *s, *p, bool(count_include_pad))
     return out
@@ -355,12 +389,16 @@ def _avg_pool_backward(grad_out, input_shape, dims, kernel_size, stride, padding
     k, s, p, _, (H, W), (OH, OW) = _pool_args(input_shape, dims, kernel_size, stride, padding, 1,
                                               f"avg_pool{dims}d", False)
     grad_out = C.array(grad_out, "grad_out", shape=input_shape[:2] + ((OW,) if dims == 1 else (OH, OW)))
-    _no_host(grad_out, "pooling")
+    _twin_needs_host(grad_out, "pooling")
+    C.same_device(grad_out=grad_out, grad_input=grad_input)
     grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
     P = input_shape[0] * input_shape[1]
     if use_numpy():
         grad_input.reshape(P, H, W)[...] = ref.avg_pool2d_backward(grad_out.reshape(P, OH, OW), (H, W), k, s, p,
                                                                    bool(count_include_pad))
+    elif on_cuda(grad_out):
+        cuda().avgpool2d_backward(ptr(grad_out), ptr(grad_input), P, H, W, *k, *s, *p, bool(count_include_pad),
+                                  stream())
     else:
         core().avgpool2d_backward(grad_out, grad_input, P, H, W, *k, *s, *p, bool(count_include_pad))
     return grad_input
@@ -400,11 +438,14 @@ def _adaptive_size(output_size, dims, in_spatial):
 def adaptive_avg_pool2d_forward(x, output_size, *, out=None):
     """Adaptive average pooling of x (N, C, H, W) to output_size (int, pair, None keeps a size)."""
     x = _pool_input(x, "x", 2)
+    C.same_device(x=x, out=out)
     N, Ch, H, W = x.shape
     OH, OW = _adaptive_size(output_size, 2, (H, W))
     out = _buffer(out, "out", (N, Ch, OH, OW), x)
     if use_numpy():
         out.reshape(N * Ch, OH, OW)[...] = ref.adaptive_avg_pool2d_forward(x.reshape(N * Ch, H, W), (OH, OW))
+    elif on_cuda(x):
+        cuda().adaptive_avgpool2d_forward(ptr(x), ptr(out), N * Ch, H, W, OH, OW, stream())
     else:
         core().adaptive_avgpool2d_forward(x, out, N * Ch, H, W, OH, OW)
     return out
@@ -413,6 +454,7 @@ def adaptive_avg_pool2d_forward(x, output_size, *, out=None):
 def adaptive_avg_pool2d_backward(grad_out, input_shape, *, grad_input=None):
     """grad_input (N, C, H, W) of adaptive_avg_pool2d_forward; the output size is grad_out's."""
     grad_out = _pool_input(grad_out, "grad_out", 2)
+    C.same_device(grad_out=grad_out, grad_input=grad_input)
     input_shape = tuple(input_shape)
     if len(input_shape) != 4 or input_shape[:2] != tuple(grad_out.shape[:2]):
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {tuple(grad_out.shape[:2])}, "
@@ -423,6 +465,8 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape, *, grad_input=None):
     if use_numpy():
         grad_input.reshape(N * Ch, H, W)[...] = ref.adaptive_avg_pool2d_backward(
             grad_out.reshape(N * Ch, OH, OW), (H, W))
+    elif on_cuda(grad_out):
+        cuda().adaptive_avgpool2d_backward(ptr(grad_out), ptr(grad_input), N * Ch, H, W, OH, OW, stream())
     else:
         core().adaptive_avgpool2d_backward(grad_out, grad_input, N * Ch, H, W, OH, OW)
     return grad_input
