@@ -8,7 +8,8 @@ from fusetrain.backend import use_backend
 from testutils import assert_close, torch_or_skip
 
 # (kernel, stride, padding, dilation) on a (3, 5, 11, 7) input
-MAX2D = [(2, None, 0, 1), (3, 2, 1, 1), ((3, 2), (1, 2), (1, 1), (2, 1)), (5, 3, 2, 1), (1, 1, 0, 1)]
+MAX2D = [(2, None, 0, 1), (3, 2, 1, 1), ((3, 2), (1, 2), (1, 1), (2, 1)), (5, 3, 2, 1), (1, 1, 0, 1),
+         ((3, 2), (1, 2), 0, (2, 1)), (3, 1, 0, 2)]
 AVG2D = [(2, None, 0, True), (3, 2, 1, True), (3, 2, 1, False), ((3, 2), (1, 2), (1, 1), False), (4, 3, 2, True)]
 ADAPTIVE2D = [1, (2, 3), (4, 4), (11, 7), (5, None), (3, 5)]
 
@@ -39,6 +40,21 @@ def test_max_pool_nan_wins_and_ties_take_first():
     with use_backend("numpy"):
         ry, ridx = ops.max_pool2d_forward(x, 2)
     np.testing.assert_array_equal(idx, ridx)
+
+
+@pytest.mark.parametrize("k,s,p,d", MAX2D)
+def test_max_pool2d_nan_inf_and_ties_match_twin(k, s, p, d):
+    # Small integers (many ties), -inf and NaN anywhere in the windows: values and the chosen
+    # indices must equal the twin's, on the padded and the no-padding kernels alike.
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, size=(2, 3, 11, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = -np.inf
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y, idx = ops.max_pool2d_forward(x, k, s, p, d)
+    with use_backend("numpy"):
+        ry, ridx = ops.max_pool2d_forward(x, k, s, p, d)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_array_equal(y, ry)
 
 
 @pytest.mark.parametrize("k,s,p,cip", AVG2D)

@@ -210,13 +210,36 @@ inline void finish_backward(int64_t c, double sdy, double sdyx, double cnt, bool
   k0 = training ? float(-a * sdy / cnt) : 0.0f;
 }
 
+// Small planes (S > 1 but short): per-channel runs of a few floats cost more in loop overhead than
+// in memory. Such a tensor is run as (N, C*S) rows with the vectorized row kernels, whose
+// per-position sums are then folded per channel (in position order); per-channel constants are
+// repeated S times. The element order, and so a fused dropout's mask, is unchanged.
+constexpr int64_t kFoldBelow = 64;
+
+inline bool fold_rows(int64_t S) { return S > 1 && S < kFoldBelow; }
+
+std::vector<float> repeat_per_position(const float* per_channel, int64_t C, int64_t S) {
+  std::vector<float> v(size_t(C * S));
+  for (int64_t c = 0; c < C; ++c) std::fill(v.begin() + c * S, v.begin() + (c + 1) * S, per_channel[c]);
+  return v;
+}
+
+void fold_sums(std::vector<double>& sums, int64_t C, int64_t S) {
+  for (int64_t c = 0; c < C; ++c) {
+    double t = 0.0;
+    for (int64_t i = 0; i < S; ++i) t += sums[size_t(c * S + i)];
+    sums[size_t(c)] = t;
+  }
+  sums.resize(size_t(C));
+}
+
 // (N, C, S > 1): each channel's reduction and apply passes run back to back on one thread, so the
 // second pass finds the channel's N runs of S in L2/L3 instead of DRAM (the tensor is read from
 // memory once), and each channel's sum is one thread's sequential sum (the same bits for any thread
-// count). (N, C) is not done this way: 64 bytes from each 4 KiB-strided row defeat the prefetchers
-// and the TLB (measured 2.4x slower than two full passes over (4096, 1024)).
+// count). (N, C) and small planes are not done this way: 64 bytes from each 4 KiB-strided row defeat
+// the prefetchers and the TLB (measured 2.4x slower than two full passes over (4096, 1024)).
 bool per_channel(int64_t N, int64_t C, int64_t S) {
-  if (S == 1) return false;
+  if (S < kFoldBelow) return false;
   return N * C * S <= kParallelGrain || C >= 4 * omp_get_max_threads();
 }
 
@@ -275,19 +298,29 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
     else forward_train_per_channel<false>(x, w, b, y, mean, invstd, running_mean, running_var, N, C, S, eps, momentum);
     return;
   }
+  const bool fold = fold_rows(S);
+  const int64_t C_ = fold ? C * S : C, S_ = fold ? 1 : S;  // the layout the passes run on
   std::vector<double> s0, s1;
-  channel_sums<false, false>(x, nullptr, nullptr, nullptr, 1.0f, N, C, S, s0, s1);
+  channel_sums<false, false>(x, nullptr, nullptr, nullptr, 1.0f, N, C_, S_, s0, s1);
+  if (fold) {
+    fold_sums(s0, C, S);
+    fold_sums(s1, C, S);
+  }
   std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c)
     finish_forward(c, s0[size_t(c)], s1[size_t(c)], cnt, eps, momentum, w, b, mean, invstd, running_mean,
                    running_var, alpha[size_t(c)], beta[size_t(c)]);
+  if (fold) {
+    alpha = repeat_per_position(alpha.data(), C, S);
+    beta = repeat_per_position(beta.data(), C, S);
+  }
   const uint32_t thr = dropout_threshold(dropout_p);
   const float scale = float(1.0 / (1.0 - dropout_p));
   const float* al = alpha.data();
   const float* be = beta.data();
-  if (dropout_p > 0.0) forward_apply<true, true>(x, y, al, be, N, C, S, seed, offset, thr, scale);
-  else if (relu) forward_apply<true, false>(x, y, al, be, N, C, S, seed, offset, thr, scale);
-  else forward_apply<false, false>(x, y, al, be, N, C, S, seed, offset, thr, scale);
+  if (dropout_p > 0.0) forward_apply<true, true>(x, y, al, be, N, C_, S_, seed, offset, thr, scale);
+  else if (relu) forward_apply<true, false>(x, y, al, be, N, C_, S_, seed, offset, thr, scale);
+  else forward_apply<false, false>(x, y, al, be, N, C_, S_, seed, offset, thr, scale);
 }
 
 void batchnorm_forward_eval(const float* x, const float* w, const float* b,
@@ -319,18 +352,31 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
     else backward_per_channel<false>(dy, x, y, w, mean, invstd, dx, dw, db, N, C, S, ds, need_sums, training);
     return;
   }
+  const bool fold = fold_rows(S);
+  const int64_t C_ = fold ? C * S : C, S_ = fold ? 1 : S;  // the layout the passes run on
+  const std::vector<float> mean_rep = fold ? repeat_per_position(mean, C, S) : std::vector<float>();
+  const float* mean_ = fold ? mean_rep.data() : mean;
   std::vector<double> sdy, sdyx;
   if (need_sums) {
-    if (relu) channel_sums<true, true>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
-    else channel_sums<true, false>(x, dy, y, mean, ds, N, C, S, sdy, sdyx);
+    if (relu) channel_sums<true, true>(x, dy, y, mean_, ds, N, C_, S_, sdy, sdyx);
+    else channel_sums<true, false>(x, dy, y, mean_, ds, N, C_, S_, sdy, sdyx);
+    if (fold) {
+      fold_sums(sdy, C, S);
+      fold_sums(sdyx, C, S);
+    }
   }
   const double cnt = double(N * S);
   std::vector<float> k(static_cast<size_t>(C)), kx(static_cast<size_t>(C)), k0(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c)
     finish_backward(c, need_sums ? sdy[size_t(c)] : 0.0, need_sums ? sdyx[size_t(c)] : 0.0, cnt, need_sums,
                     training, w, invstd, dw, db, k[size_t(c)], kx[size_t(c)], k0[size_t(c)]);
-  if (relu) backward_apply<true>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
-  else backward_apply<false>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean, ds, N, C, S);
+  if (fold) {
+    k = repeat_per_position(k.data(), C, S);
+    kx = repeat_per_position(kx.data(), C, S);
+    k0 = repeat_per_position(k0.data(), C, S);
+  }
+  if (relu) backward_apply<true>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean_, ds, N, C_, S_);
+  else backward_apply<false>(dy, y, x, dx, k.data(), kx.data(), k0.data(), mean_, ds, N, C_, S_);
 }
 
 }  // namespace fusetrain

@@ -156,9 +156,63 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
   }
 }
 
+namespace {
+
+// Max pooling of one plane when every window lies inside it (no padding): each output starts from
+// its window's first element (what the general loop settles on first, even for -inf or NaN) and
+// takes a later one when it is greater or the first NaN. With the window shape and the stride known
+// at compile time (kKH > 0) the row loop unrolls into selects on interleaved vector loads; kKH == 0
+// reads them from g. Whole planes per call: rows are often short (16 outputs), so nothing per row
+// but the loop itself.
+template <int kKH, int kKW, int kSW>
+void maxpool_plane_inside(const float* xp, float* yp, int32_t* ip, const Window2d& g) {
+  const int64_t KH = kKH ? kKH : g.KH, KW = kKW ? kKW : g.KW, SW = kSW ? kSW : g.SW;
+  const int64_t W = g.W, DW = g.DW, DH = g.DH, OW = g.OW;
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    const float* row0 = xp + oh * g.SH * W;
+    const int32_t i0 = int32_t(oh * g.SH * W);
+    float* yr = yp + oh * OW;
+    int32_t* ir = ip + oh * OW;
+#pragma omp simd simdlen(8)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float best = row0[ow * SW];
+      int32_t bi = i0 + int32_t(ow * SW);
+      for (int64_t t = 1; t < KH * KW; ++t) {
+        const int64_t off = (t / KW) * DH * W + (t % KW) * DW;
+        const float v = row0[ow * SW + off];
+        const bool take = v > best || (v != v && best == best);
+        best = take ? v : best;
+        bi = take ? i0 + int32_t(ow * SW + off) : bi;
+      }
+      yr[ow] = best;
+      ir[ow] = bi;
+    }
+  }
+}
+
+using MaxPlaneFn = void (*)(const float*, float*, int32_t*, const Window2d&);
+
+MaxPlaneFn maxpool_plane_kernel(const Window2d& g) {
+  if (g.DW == 1 && g.DH == 1) {
+    if (g.KH == 1 && g.KW == 2 && g.SW == 2) return maxpool_plane_inside<1, 2, 2>;  // MaxPool1d(2)
+    if (g.KH == 2 && g.KW == 2 && g.SW == 2) return maxpool_plane_inside<2, 2, 2>;  // MaxPool2d(2)
+    if (g.KH == 3 && g.KW == 3 && g.SW == 1) return maxpool_plane_inside<3, 3, 1>;
+    if (g.KH == 3 && g.KW == 3 && g.SW == 2) return maxpool_plane_inside<3, 3, 2>;
+  }
+  return maxpool_plane_inside<0, 0, 0>;
+}
+
+}  // namespace
+
 void maxpool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g) {
   check(P >= 0, "maxpool plane count must be >= 0");
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
+  if (g.PH == 0 && g.PW == 0) {
+    const MaxPlaneFn plane = maxpool_plane_kernel(g);
+#pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
+    for (int64_t p = 0; p < P; ++p) plane(x + p * HW, y + p * OHW, idx + p * OHW, g);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
   for (int64_t p = 0; p < P; ++p) {
     const float* xp = x + p * HW;
