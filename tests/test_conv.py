@@ -24,9 +24,11 @@ CONV2D_CASES = [
     (1, 2, 9, 9, 6, 3, 1, 2, 1, 1),
     (2, 2, 5, 5, 3, 3, 1, 3, 1, 1),
     (5, 32, 8, 8, 32, 3, 1, 1, 1, 1),
+    (23, 3, 5, 6, 4, 3, 1, 1, 1, 1),  # small images convolved in groups of 3: a partial last group
 ]
 CONV1D_CASES = [  # (N, C, L, OC, k, stride, padding, dilation, groups)
     (3, 1, 40, 8, 5, 1, 2, 1, 1),
+    (37, 2, 40, 5, 5, 1, 2, 1, 1),  # signals convolved 5 at a time: a partial last group of 2
     (2, 4, 17, 6, 3, 2, 1, 2, 2),
     (1, 3, 7, 5, 7, 1, 3, 1, 1),
     (4, 6, 23, 9, 4, 3, 0, 1, 3),
@@ -82,7 +84,8 @@ def test_conv2d_path_choice(case, direct):
     col_shape, work_shape = ops.conv2d_buffer_shapes((N, C, H, W), (OC, C // g, k, k), stride=s, padding=p,
                                                      dilation=d, groups=g)
     if direct:
-        assert col_shape[0] == N and work_shape is None and col_shape[1] >= C * (H + 2 * p) * (W + 2 * p)
+        groups, size = col_shape
+        assert work_shape is None and 1 <= groups <= N and groups * size >= N * C * (H + 2 * p) * (W + 2 * p)
     else:
         assert col_shape == (C * k * k, N * ((H + 2 * p - d * (k - 1) - 1) // s + 1) ** 2)
     with use_backend("numpy"):  # the NumPy twins always use the column matrix

@@ -37,21 +37,25 @@ void bind_conv(py::module_& m) {
     fusetrain::col2im2d(cp, dxp, N, C, g);
   });
   m.def("conv2d_direct_isa", []() { return std::string(fusetrain::conv2d_direct_isa()); });
-  m.def("conv2d_direct_image_size", [](int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH,
-                                        int64_t PW, int64_t DH, int64_t DW) {
-    return fusetrain::conv2d_direct_image_size(C, window(H, W, KH, KW, 1, 1, PH, PW, DH, DW));
+  m.def("conv2d_direct_saved_shape", [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                                         int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
+    fusetrain::check(N >= 0 && C >= 1, "N must be >= 0 and C >= 1");
+    int64_t groups = 0, size = 0;
+    fusetrain::conv2d_direct_saved_shape(N, C, window(H, W, KH, KW, 1, 1, PH, PW, DH, DW), groups, size);
+    return py::make_tuple(groups, size);
   });
   m.def("conv2d_direct_forward", [](py::object x, py::object w, py::object bias, py::object y, py::object xpad,
                                      int64_t N, int64_t C, int64_t OC, int64_t H, int64_t W, int64_t KH, int64_t KW,
                                      int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
     fusetrain::check(N >= 0 && C >= 1 && OC >= 1, "N must be >= 0, C and OC >= 1");
     const auto g = window(H, W, KH, KW, 1, 1, PH, PW, DH, DW);
-    const int64_t img = fusetrain::conv2d_direct_image_size(C, g);
+    int64_t groups = 0, img = 0;
+    fusetrain::conv2d_direct_saved_shape(N, C, g, groups, img);
     const float* xp = array_ptr<float>(x, "x", N * C * H * W, false);
     const float* wp = array_ptr<float>(w, "weight", OC * C * KH * KW, false);
     const float* bp = array_ptr<float>(bias, "bias", OC, false, true);
     float* yp = array_ptr<float>(y, "out", N * OC * g.OH * g.OW, true);
-    float* sp = array_ptr<float>(xpad, "saved", N * img, true);
+    float* sp = array_ptr<float>(xpad, "saved", groups * img, true);
     py::gil_scoped_release nogil;
     fusetrain::conv2d_direct_forward(xp, wp, bp, yp, sp, N, C, OC, g);
   });
@@ -60,9 +64,10 @@ void bind_conv(py::module_& m) {
                                       int64_t KH, int64_t KW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
     fusetrain::check(N >= 0 && C >= 1 && OC >= 1, "N must be >= 0, C and OC >= 1");
     const auto g = window(H, W, KH, KW, 1, 1, PH, PW, DH, DW);
-    const int64_t img = fusetrain::conv2d_direct_image_size(C, g);
+    int64_t groups = 0, img = 0;
+    fusetrain::conv2d_direct_saved_shape(N, C, g, groups, img);
     const float* dyp = array_ptr<float>(dy, "grad_out", N * OC * g.OH * g.OW, false);
-    const float* sp = array_ptr<float>(xpad, "saved", N * img, false);
+    const float* sp = array_ptr<float>(xpad, "saved", groups * img, false);
     const float* wp = array_ptr<float>(w, "weight", OC * C * KH * KW, false);
     float* dxp = array_ptr<float>(dx, "grad_input", N * C * H * W, true, true);
     float* dwp = array_ptr<float>(dw, "grad_weight", OC * C * KH * KW, true, true);

@@ -80,62 +80,97 @@ std::vector<float> pack_weights(const float* w, const Plan& p, bool flip) {
   return a;
 }
 
-// src (C, H, W) -> dst (C, H + 2PH, W + 2PW) with zero borders, then a zero tail up to img.
-void pad_image(const float* src, int64_t C, int64_t H, int64_t W, int64_t PH, int64_t PW,
-               const Plan& p, float* dst) {
-  const int64_t Wp = p.Wp;
+// Images [n0, n0 + G) of src (N, C, H, W), side by side: dst (C, H + 2PH, G*(W + 2PW)), each image
+// with its own zero borders (so no window reaches a neighbour), images past N all zero; then the
+// zero tail up to img.
+void pad_group(const float* src, int64_t n0, int64_t N, int64_t G, int64_t C, int64_t H, int64_t W, int64_t PH,
+               int64_t PW, const Plan& p, float* dst) {
+  const int64_t Wp = p.Wp, Wi = W + 2 * PW;
   for (int64_t c = 0; c < C; ++c) {
     float* pl = dst + c * p.plane;
     std::memset(pl, 0, sizeof(float) * size_t(PH * Wp));
     for (int64_t h = 0; h < H; ++h) {
       float* row = pl + (PH + h) * Wp;
-      std::fill(row, row + PW, 0.0f);
-      std::memcpy(row + PW, src + (c * H + h) * W, sizeof(float) * size_t(W));
-      std::fill(row + PW + W, row + Wp, 0.0f);
+      for (int64_t i = 0; i < G; ++i) {
+        float* seg = row + i * Wi;
+        if (n0 + i >= N) {
+          std::fill(seg, seg + Wi, 0.0f);
+          continue;
+        }
+        std::fill(seg, seg + PW, 0.0f);
+        std::memcpy(seg + PW, src + (((n0 + i) * C + c) * H + h) * W, sizeof(float) * size_t(W));
+        std::fill(seg + PW + W, seg + Wi, 0.0f);
+      }
     }
     std::memset(pl + (PH + H) * Wp, 0, sizeof(float) * size_t((p.Hp - PH - H) * Wp));
   }
   std::memset(dst + C * p.plane, 0, sizeof(float) * size_t(p.img - C * p.plane));
 }
 
-// All output tiles of one padded image: ypad (outp, Spr).
-void conv_image(const Plan& p, const float* apack, const float* xpad, float* ypad) {
+// All output tiles of one padded group: ypad (outp, Spr).
+void conv_group(const Plan& p, const float* apack, const float* xpad, float* ypad) {
   const TileKernels& kn = tile_kernels();
   for (int64_t s0 = 0; s0 < p.Spr; s0 += kn.nr)
     for (int64_t r0 = 0; r0 < p.outp; r0 += kn.mr)
       kn.tile(p.K, apack + r0 * p.K, xpad + s0, p.off.data(), ypad + r0 * p.Spr + s0, p.Spr);
 }
 
-// ypad (outp, Spr) on the padded width -> y (out, OH, OW), adding bias[c] when given.
-void unpad_output(const Plan& p, const float* ypad, const float* bias, float* y) {
-  for (int64_t c = 0; c < p.out; ++c) {
-    const float b = bias ? bias[c] : 0.0f;
-    for (int64_t oh = 0; oh < p.OH; ++oh) {
-      const float* s = ypad + c * p.Spr + oh * p.Wp;
-      float* d = y + (c * p.OH + oh) * p.OW;
+// ypad (outp, Spr) of a group whose images sit Wi apart on the padded width -> y (N, out, rows,
+// cols) for images [n0, min(N, n0 + G)), adding bias[c] when given.
+void unpad_group(const Plan& p, const float* ypad, const float* bias, float* y, int64_t n0, int64_t N, int64_t G,
+                 int64_t Wi, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < G && n0 + i < N; ++i)
+    for (int64_t c = 0; c < p.out; ++c) {
+      const float b = bias ? bias[c] : 0.0f;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* s = ypad + c * p.Spr + r * p.Wp + i * Wi;
+        float* d = y + (((n0 + i) * p.out + c) * rows + r) * cols;
 #pragma omp simd
-      for (int64_t ow = 0; ow < p.OW; ++ow) d[ow] = s[ow] + b;
+        for (int64_t q = 0; q < cols; ++q) d[q] = s[q] + b;
+      }
+    }
+}
+
+// dy of images [n0, n0 + G) -> dT (OH*Wp, ldd): position-major on the forward's padded group width
+// (image i at column offset i*Wi), so the weight-gradient kernel reads all output channels of a
+// position as vectors. Padding columns and channels past OC stay 0, and so do the rows of images
+// past N. Adds the per-channel sums of dy into sums when given.
+void transpose_dy(const float* dy, int64_t n0, int64_t N, int64_t G, int64_t OC, int64_t OH, int64_t OW,
+                  int64_t Wp, int64_t Wi, int64_t ldd, float* dT, double* sums) {
+  for (int64_t i = 0; i < G; ++i) {
+    if (n0 + i >= N) {  // a partial last group: clear what the previous group left there
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) std::memset(dT + (oh * Wp + i * Wi + ow) * ldd, 0, sizeof(float) * size_t(OC));
+      continue;
+    }
+    for (int64_t oc = 0; oc < OC; ++oc) {
+      double s = 0.0;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* src = dy + (((n0 + i) * OC + oc) * OH + oh) * OW;
+        float* dst = dT + (oh * Wp + i * Wi) * ldd + oc;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          dst[ow * ldd] = src[ow];
+          s += double(src[ow]);
+        }
+      }
+      if (sums) sums[oc] += s;
     }
   }
 }
 
-// dy (OC, OH, OW) -> dT (OH*Wp, ldd): position-major on the forward's padded width, so the
-// weight-gradient kernel reads all output channels of a position as vectors. Entries for padding
-// columns and channels past OC are never written (they stay 0). Also returns per-channel sums.
-void transpose_dy(const float* dy, int64_t OC, int64_t OH, int64_t OW, int64_t Wp, int64_t ldd, float* dT,
-                  double* sums) {
-  for (int64_t oc = 0; oc < OC; ++oc) {
-    double s = 0.0;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const float* src = dy + (oc * OH + oh) * OW;
-      float* dst = dT + oh * Wp * ldd + oc;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        dst[ow * ldd] = src[ow];
-        s += double(src[ow]);
-      }
-    }
-    if (sums) sums[oc] += s;
-  }
+// Images per group: small images are convolved G at a time, side by side along the width, so the
+// tile rows and the weight-gradient reductions stay long (up to kGroupPositions positions) where a
+// lone 1-D signal of 40 would fill a 32-wide tile row only 62% of the way. The number of groups is
+// then rounded up to a multiple of kGroupMultiple, so they share out evenly over threads. It
+// depends on the sizes alone, so a forward and its backward agree on the saved layout.
+constexpr int64_t kGroupPositions = 512, kGroupMultiple = 8;
+
+int64_t images_per_group(int64_t N, int64_t OH, int64_t Wi) {
+  const int64_t per = std::max<int64_t>(1, OH * Wi);
+  const int64_t G = std::max<int64_t>(1, std::min<int64_t>(N, (kGroupPositions + per - 1) / per));
+  if (G == 1) return 1;
+  const int64_t groups = std::min(N, round_up((N + G - 1) / G, kGroupMultiple));
+  return (N + groups - 1) / groups;
 }
 
 void check_direct(const Window2d& g) {
@@ -144,35 +179,40 @@ void check_direct(const Window2d& g) {
         "the direct convolution needs padding <= dilation * (kernel_size - 1)");
 }
 
-Plan forward_plan(int64_t C, int64_t OC, const Window2d& g) {
-  return make_plan(C, OC, g.KH, g.KW, g.DH, g.DW, g.H + 2 * g.PH, g.W + 2 * g.PW);
+int64_t forward_group(int64_t N, const Window2d& g) { return images_per_group(N, g.OH, g.W + 2 * g.PW); }
+
+Plan forward_plan(int64_t C, int64_t OC, int64_t G, const Window2d& g) {
+  return make_plan(C, OC, g.KH, g.KW, g.DH, g.DW, g.H + 2 * g.PH, G * (g.W + 2 * g.PW));
 }
 
 }  // namespace
 
 const char* conv2d_direct_isa() { return tile_kernels().isa; }
 
-int64_t conv2d_direct_image_size(int64_t C, const Window2d& g) {
+void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t& groups, int64_t& size) {
   check_direct(g);
-  return forward_plan(C, 1, g).img;
+  const int64_t G = forward_group(N, g);
+  groups = (N + G - 1) / G;
+  size = forward_plan(C, 1, G, g).img;
 }
 
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,
                            int64_t N, int64_t C, int64_t OC, const Window2d& g) {
   check(N >= 0 && C >= 1 && OC >= 1, "direct convolution sizes must be positive");
   check_direct(g);
-  const Plan p = forward_plan(C, OC, g);
+  const int64_t G = forward_group(N, g), groups = (N + G - 1) / G, Wi = g.W + 2 * g.PW;
+  const Plan p = forward_plan(C, OC, G, g);
   const std::vector<float> apack = pack_weights(w, p, false);
-  const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
-#pragma omp parallel if (N > 1 && N * OC * p.K * OHW > kParallelGrain)
+  const int64_t OHW = g.OH * g.OW;
+#pragma omp parallel if (groups > 1 && N * OC * p.K * OHW > kParallelGrain)
   {
     std::vector<float> ypad(size_t(p.outp * p.Spr));
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      float* xp = xpad + n * p.img;
-      pad_image(x + n * C * HW, C, g.H, g.W, g.PH, g.PW, p, xp);
-      conv_image(p, apack.data(), xp, ypad.data());
-      unpad_output(p, ypad.data(), bias, y + n * OC * OHW);
+    for (int64_t t = 0; t < groups; ++t) {
+      float* xp = xpad + t * p.img;
+      pad_group(x, t * G, N, G, C, g.H, g.W, g.PH, g.PW, p, xp);
+      conv_group(p, apack.data(), xp, ypad.data());
+      unpad_group(p, ypad.data(), bias, y, t * G, N, G, Wi, g.OH, g.OW);
     }
   }
 }
@@ -183,11 +223,12 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
   check(N >= 0 && C >= 1 && OC >= 1, "direct convolution sizes must be positive");
   check_direct(g);
   const TileKernels& kn = tile_kernels();
-  const Plan fp = forward_plan(C, OC, g);
-  const int64_t OHW = g.OH * g.OW, HW = g.H * g.W, K = fp.K;
-  // Input gradient: a stride-1 convolution of dy padded by D*(K-1) - P.
-  const int64_t QH = g.DH * (g.KH - 1) - g.PH, QW = g.DW * (g.KW - 1) - g.PW;
-  const Plan bp = make_plan(OC, C, g.KH, g.KW, g.DH, g.DW, g.OH + 2 * QH, g.OW + 2 * QW);
+  const int64_t G = forward_group(N, g), groups = (N + G - 1) / G, Wi = g.W + 2 * g.PW;
+  const Plan fp = forward_plan(C, OC, G, g);
+  const int64_t OHW = g.OH * g.OW, K = fp.K;
+  // Input gradient: a stride-1 convolution of dy padded by D*(K-1) - P (same groups).
+  const int64_t QH = g.DH * (g.KH - 1) - g.PH, QW = g.DW * (g.KW - 1) - g.PW, Wq = g.OW + 2 * QW;
+  const Plan bp = make_plan(OC, C, g.KH, g.KW, g.DH, g.DW, g.OH + 2 * QH, G * Wq);
   const std::vector<float> apack = dx ? pack_weights(w, bp, true) : std::vector<float>();
   // Weight gradient: outer products over positions on the forward's padded width.
   const bool grads = dw || db;
@@ -196,29 +237,29 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
   const size_t part_size = size_t(OC * K + OC);
   std::vector<double> part(grads ? size_t(nt) * part_size : 0, 0.0);
   std::vector<float> zeros(grads ? size_t(L) : 0, 0.0f);
-#pragma omp parallel if (N > 1 && N * OC * K * OHW > kParallelGrain)
+#pragma omp parallel if (groups > 1 && N * OC * K * OHW > kParallelGrain)
   {
     std::vector<float> dypad(dx ? size_t(bp.img) : 0), gpad(dx ? size_t(bp.outp * bp.Spr) : 0);
     std::vector<float> dT(grads ? size_t(L * OCr) : 0, 0.0f), tile(size_t(kn.dr * kn.dc));
     std::vector<const float*> rows(size_t(kn.dr));
     double* acc = grads ? part.data() + size_t(omp_get_thread_num()) * part_size : nullptr;
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* dyn = dy + n * OC * OHW;
+    for (int64_t t = 0; t < groups; ++t) {
+      const int64_t n0 = t * G;
       if (dx) {
-        pad_image(dyn, OC, g.OH, g.OW, QH, QW, bp, dypad.data());
-        conv_image(bp, apack.data(), dypad.data(), gpad.data());
-        unpad_output(bp, gpad.data(), nullptr, dx + n * C * HW);
+        pad_group(dy, n0, N, G, OC, g.OH, g.OW, QH, QW, bp, dypad.data());
+        conv_group(bp, apack.data(), dypad.data(), gpad.data());
+        unpad_group(bp, gpad.data(), nullptr, dx, n0, N, G, Wq, g.H, g.W);
       }
       if (!grads) continue;
-      transpose_dy(dyn, OC, g.OH, g.OW, fp.Wp, OCr, dT.data(), db ? acc + OC * K : nullptr);
+      transpose_dy(dy, n0, N, G, OC, g.OH, g.OW, fp.Wp, Wi, OCr, dT.data(), db ? acc + OC * K : nullptr);
       if (!dw) continue;
-      const float* xp = xpad + n * fp.img;
+      const float* xp = xpad + t * fp.img;
       for (int64_t k0 = 0; k0 < Kr; k0 += kn.dr) {
         for (int64_t i = 0; i < kn.dr; ++i) rows[size_t(i)] = k0 + i < K ? xp + fp.off[size_t(k0 + i)] : zeros.data();
         for (int64_t oc0 = 0; oc0 < OCr; oc0 += kn.dc) {
           kn.outer(L, rows.data(), dT.data() + oc0, OCr, tile.data());
-          // float per-image partials (L terms each) summed in double across images
+          // float per-group partials (L terms each) summed in double across groups
           for (int64_t i = 0; i < kn.dr && k0 + i < K; ++i)
             for (int64_t j = 0; j < kn.dc && oc0 + j < OC; ++j)
               acc[(oc0 + j) * K + k0 + i] += double(tile[size_t(i * kn.dc + j)]);

@@ -43,10 +43,11 @@ void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_
 void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S);
 
 // Direct convolution (csrc/cpu/conv_direct.cpp): stride 1, one group, padding <= D*(K-1) in both
-// dimensions. Instead of a column matrix the forward keeps each image zero-padded:
-// xpad (N, conv2d_direct_image_size(C, g)) floats, written by the forward, read by the backward.
-// x (N, C, H, W), w (OC, C, KH, KW), bias (OC,) or null, y (N, OC, OH, OW).
-int64_t conv2d_direct_image_size(int64_t C, const Window2d& g);
+// dimensions. Instead of a column matrix the forward keeps the input zero-padded, small images
+// side by side in groups: xpad (groups, size) floats from conv2d_direct_saved_shape, written by the
+// forward, read by the backward. x (N, C, H, W), w (OC, C, KH, KW), bias (OC,) or null,
+// y (N, OC, OH, OW).
+void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t& groups, int64_t& size);
 // Instruction set of the direct kernels picked for this CPU: "avx512", "avx2" or "portable".
 const char* conv2d_direct_isa();
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,

@@ -79,8 +79,8 @@ def _direct(geom, stride, padding, dilation, groups, x=None) -> bool:
 def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, like=None) -> tuple:
     """(col shape, workspace shape or None) of conv2d_forward/backward, to allocate them once.
 
-    col is what the forward saves for the backward: the zero-padded images (N, per-image size)
-    on the direct path, which needs no workspace, or the column matrix (C*KH*KW, N*OH*OW) and an
+    col is what the forward saves for the backward: the zero-padded input (groups of small images
+    side by side, (groups, size)) on the direct path, which needs no workspace, or the column matrix (C*KH*KW, N*OH*OW) and an
     (OC, N*OH*OW) workspace on the im2col path. like: an array on the device that will run the
     convolution (e.g. x); cupy arrays always take the im2col path. None means numpy arrays."""
     stride = _ints(stride, 2, "stride", 1)
@@ -89,7 +89,7 @@ def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation
     geom = _conv_geometry(tuple(x_shape), tuple(weight_shape), stride, padding, dilation, groups)
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     if _direct(geom, stride, padding, dilation, groups, like):
-        return (N, core().conv2d_direct_image_size(Cin, H, W, KH, KW, *padding, *dilation)), None
+        return tuple(core().conv2d_direct_saved_shape(N, Cin, H, W, KH, KW, *padding, *dilation)), None
     return (Cin * KH * KW, N * OH * OW), (OC, N * OH * OW)
 
 
