@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from common import Table, probe_gbps, timeit, try_torch
+from common import Table, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -33,8 +33,9 @@ def main():
         rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
         gw, gb = np.zeros(C, np.float32), np.zeros(C, np.float32)
         y, dx = np.empty_like(x), np.empty_like(x)
-        # Minimum traffic: forward reads x twice (stats, apply) and writes y; backward reads dy and
-        # x twice (sums, apply) and writes dx: 7 passes of 4 bytes.
+        # Traffic of the two-pass algorithm: forward reads x twice (stats, apply) and writes y;
+        # backward reads dy and x twice (sums, apply) and writes dx: 7 passes of 4 bytes (where a
+        # channel's second pass finds its data in cache, fewer reach memory).
         nbytes = 7 * 4 * x.size
         label = "x".join(map(str, shape))
 
@@ -43,33 +44,35 @@ def main():
             ops.batchnorm_backward(dy, x, y, w, mean, invstd, training=True, relu=relu, grad_input=dx,
                                    grad_weight=gw, grad_bias=gb)
 
-        with use_backend("numpy"):
-            np_t = timeit(step, repeats=max(3, R // 4), warmup=1)
-        table.add("numpy twin", label, np_t, nbytes=nbytes)
-        torch_ms = None
+        def numpy_step():
+            with use_backend("numpy"):
+                step()
+
+        fns = {"numpy twin": numpy_step, "fusetrain": step, "fusetrain bn+relu fused": lambda: step(True)}
         if torch is not None:
             tx = torch.tensor(x, requires_grad=True)
             tw, tb = torch.ones(C, requires_grad=True), torch.zeros(C, requires_grad=True)
             trm, trv = torch.zeros(C), torch.ones(C)
             tdy = torch.tensor(dy)
 
-            def tstep():
+            def tstep(relu=False):
                 tx.grad = tw.grad = tb.grad = None
-                torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True).backward(tdy)
+                y_ = torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True)
+                (torch.relu(y_) if relu else y_).backward(tdy)
 
-            tt = timeit(tstep, repeats=R)
-            torch_ms = tt[0]
-            table.add("torch", label, tt, nbytes=nbytes)
-        table.add("fusetrain", label, timeit(step, repeats=R), nbytes=nbytes, numpy_ms=np_t[0], torch_ms=torch_ms)
+            fns["torch"] = tstep
+            fns["torch bn+relu"] = lambda: tstep(True)
+        t = timeit_round_robin(fns, repeats=R)  # interleaved: the ratios share the machine's drift
+        np_ms = t["numpy twin"][0]
+        table.add("numpy twin", label, t["numpy twin"], nbytes=nbytes)
         if torch is not None:
-            def tstep_relu():
-                tx.grad = tw.grad = tb.grad = None
-                torch.relu(torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True)).backward(tdy)
-
-            tr = timeit(tstep_relu, repeats=R)
-            table.add("torch bn+relu", label, tr, nbytes=nbytes)
-            table.add("fusetrain bn+relu fused", label, timeit(lambda: step(True), repeats=R), nbytes=nbytes,
-                      torch_ms=tr[0])
+            table.add("torch", label, t["torch"], nbytes=nbytes)
+        table.add("fusetrain", label, t["fusetrain"], nbytes=nbytes, numpy_ms=np_ms,
+                  torch_ms=t["torch"][0] if torch is not None else None)
+        if torch is not None:
+            table.add("torch bn+relu", label, t["torch bn+relu"], nbytes=nbytes)
+        table.add("fusetrain bn+relu fused", label, t["fusetrain bn+relu fused"], nbytes=nbytes, numpy_ms=np_ms,
+                  torch_ms=t["torch bn+relu"][0] if torch is not None else None)
     table.print()
     print("saved", table.save())
 

@@ -60,6 +60,7 @@ def main():
         table.add("numpy", shape, numpy_ms)
         if torch_ms is not None:
             table.add("torch", shape, torch_ms)
+    table.bench = "pool fwd+bwd"
     for N, C, H, W in POOL_SHAPES:
         x = rng.standard_normal((N, C, H, W)).astype(np.float32)
         dy = rng.standard_normal((N, C, H // 2, W // 2)).astype(np.float32)

@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from common import Table, probe_gbps, timeit, try_torch
+from common import Table, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -49,13 +49,13 @@ def main():
         out = np.where(keep, x * (1 / (1 - P)), 0)
         return np.where(keep, dy * (1 / (1 - P)), 0), out
 
-    with use_backend("numpy"):
-        twin = timeit(regen, repeats=3, warmup=1)
-    plain = timeit(plain_numpy, repeats=max(3, R // 2), warmup=1)
-    table.add("numpy twin (Philox, bit-exact)", shape, twin, nbytes=nbytes)
-    table.add("numpy plain (np.random mask)", shape, plain, nbytes=nbytes)
+    def twin():
+        with use_backend("numpy"):
+            regen()
+
+    fns = {"numpy plain (np.random mask)": plain_numpy, "fusetrain (mask regenerated)": regen,
+           "fusetrain (1-bit packed mask)": packed}
     torch = try_torch()
-    torch_ms = None
     if torch is not None:
         tx = torch.tensor(x, requires_grad=True)
         tdy = torch.tensor(dy)
@@ -64,11 +64,17 @@ def main():
             tx.grad = None
             torch.nn.functional.dropout(tx, P, training=True).backward(tdy)
 
-        tt = timeit(tstep, repeats=R)
-        torch_ms = tt[0]
-        table.add("torch", shape, tt, nbytes=nbytes)
-    for name, fn in (("fusetrain (mask regenerated)", regen), ("fusetrain (1-bit packed mask)", packed)):
-        table.add(name, shape, timeit(fn, repeats=R), nbytes=nbytes, numpy_ms=plain[0], torch_ms=torch_ms)
+        fns["torch"] = tstep
+    t = timeit_round_robin(fns, repeats=R)  # interleaved: the ratios share the machine's drift
+    table.add("numpy twin (Philox, bit-exact)", shape, timeit_round_robin({"twin": twin}, repeats=2, warmup=1)["twin"],
+              nbytes=nbytes)
+    plain = t["numpy plain (np.random mask)"]
+    table.add("numpy plain (np.random mask)", shape, plain, nbytes=nbytes)
+    torch_ms = t["torch"][0] if torch is not None else None
+    if torch is not None:
+        table.add("torch", shape, t["torch"], nbytes=nbytes)
+    for name in ("fusetrain (mask regenerated)", "fusetrain (1-bit packed mask)"):
+        table.add(name, shape, t[name], nbytes=nbytes, numpy_ms=plain[0], torch_ms=torch_ms)
     table.print()
     print(f"mask memory: regenerated 0 bytes; packed {bits.nbytes} bytes = 1 bit/element; copy probe {probe:.1f} GB/s")
     print("saved", table.save())

@@ -62,6 +62,25 @@ def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
     return float(np.median(s)), float(np.percentile(s, 20)), float(np.percentile(s, 80))
 
 
+def timeit_round_robin(fns: dict, *, repeats=15, warmup=2) -> dict:
+    """Times several implementations of one job in interleaved rounds (a, b, c, a, b, c, ...) and
+    returns {name: (median, p20, p80)} in milliseconds. The memory bandwidth of these shared
+    machines drifts within seconds; interleaving lets every implementation see the same drift, so
+    the ratios between them hold even when the absolute times move."""
+    time.sleep(0.1)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: (float(np.median(s)), float(np.percentile(s, 20)), float(np.percentile(s, 80)))
+            for name, s in samples.items()}
+
+
 def probe_gbps(nbytes_hint: int = 256 << 20, repeats=15) -> dict:
     """GB/s of the extension's copy (8 B/elem) and triad (12 B/elem) loops on big arrays."""
     from fusetrain import ops
