@@ -15,8 +15,13 @@ SCRIPTS = ["bench_optim.py", "bench_dropout.py", "bench_batchnorm.py", "bench_mo
            "bench_train.py", "bench_resnet.py"]
 
 
+def _ours(impl: str) -> bool:
+    return impl == "fused" or impl.startswith("fusetrain") and "numpy" not in impl
+
+
 def plot_summary(results: Path) -> Path | None:
-    """Bar chart of fusetrain's speed-up over torch and NumPy for the latest row of each benchmark."""
+    """Horizontal bars of fusetrain's speed-up over PyTorch and over NumPy, one row per benchmark
+    and shape (the latest row of each in the CSVs)."""
     import csv
 
     try:
@@ -31,26 +36,31 @@ def plot_summary(results: Path) -> Path | None:
     for path in sorted(results.glob("*.csv")):
         with open(path) as f:
             for row in csv.DictReader(f):
-                if row.get("impl", "").startswith("fusetrain") and (row.get("speedup_vs_torch") or row.get("speedup_vs_numpy")):
+                if _ours(row.get("impl", "")) and (row.get("speedup_vs_torch") or row.get("speedup_vs_numpy")):
                     latest[(row["bench"], row["impl"], row["shape"])] = row
     if not latest:
         return None
-    labels = [f"{b}\n{s}" + ("" if i == "fusetrain fused" or i == "fusetrain" else f"\n{i[10:]}") for b, i, s in latest]
+    labels = []
+    for bench, impl, shape in latest:
+        variant = "" if impl in ("fused", "fusetrain", "fusetrain fused") else f" [{impl.replace('fusetrain ', '')}]"
+        labels.append(f"{bench}{variant}: {shape[:48]}")
     vs_torch = [float(r["speedup_vs_torch"] or 0) for r in latest.values()]
     vs_numpy = [float(r["speedup_vs_numpy"] or 0) for r in latest.values()]
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(labels)), 5))
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], vs_torch, width=0.4, label="vs PyTorch CPU")
-    ax.bar([x + 0.2 for x in xs], vs_numpy, width=0.4, label="vs NumPy")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(list(xs), labels, fontsize=7)
-    ax.set_ylabel("speed-up (x, higher is better)")
-    ax.set_yscale("log")
-    ax.set_title("fusetrain speed-ups measured in one run per benchmark")
-    ax.legend()
+    ys = range(len(labels))
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(labels) + 1.5))
+    ax.barh([y - 0.2 for y in ys], vs_torch, height=0.4, label="vs PyTorch CPU (same run)")
+    ax.barh([y + 0.2 for y in ys], vs_numpy, height=0.4, label="vs the NumPy twin (same run)")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up (x, higher is better; 1 = parity)")
+    ax.set_title("fusetrain speed-ups, each measured against its baselines in one run")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     out = results / "summary.png"
     fig.savefig(out, dpi=110)
+    plt.close(fig)
     return out
 
 
