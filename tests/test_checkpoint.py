@@ -322,7 +322,7 @@ def _bad_file(kind, good, folder):
 
 _BAD = {"truncated": "truncated, corrupt or not a .npz", "truncated_tail": "truncated, corrupt or not a .npz",
         "flipped_byte": "truncated, corrupt or not a .npz", "modified_array": "checksum mismatch",
-        "empty": "truncated, corrupt or not a .npz", "text": "truncated, corrupt or not a .npz",
+        "empty": "truncated, corrupt or not a .npz", "text": "not a .npz checkpoint .it does not start with a zip",
         "npy": "not a fusetrain checkpoint", "plain_npz": "not a fusetrain checkpoint",
         "other_format": "not a fusetrain checkpoint.*keras-weights", "json_list": "not a fusetrain checkpoint",
         "future_version": "version 2 is not supported"}

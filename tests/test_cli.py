@@ -187,7 +187,7 @@ def _signals_idx(tmp_path, n=24, length=40):
     ("lr-nan", ["--lr", "nan"], "argument --lr"),
     ("preset", ["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
     ("missing", ["--resume", "{tmp}/missing.npz"], "--resume: checkpoint '{tmp}/missing.npz' does not exist"),
-    ("not-npz", ["--resume", "{tmp}/notes.txt"], "--resume: {tmp}/notes.txt: cannot read the checkpoint"),
+    ("not-npz", ["--resume", "{tmp}/notes.txt"], "--resume: {tmp}/notes.txt: the file is truncated, corrupt or not a .npz checkpoint"),
     ("weights-only", ["--resume", "{tmp}/weights.npz"], "was not written by 'fusetrain train'"),
     ("cnn1d-images", ["--model", "cnn1d"], "--model cnn1d needs 1-D signals"),
     ("resnet-signals", ["--model", "resnet", "{signals}"], "--model resnet needs images"),

@@ -78,6 +78,11 @@ def test_load_idx_dataset(tmp_path):
     data.write_idx(tmp_path / "few", labels[:5])
     with pytest.raises(ValueError, match="11 images but .* 5 labels"):
         data.load_idx_dataset(tmp_path / "images.gz", tmp_path / "few")
+    # float IDX data (already scaled signals) is taken as it is: only uint8 pixels are divided by 255
+    signals = rng.standard_normal((11, 40)).astype(np.float32)
+    data.write_idx(tmp_path / "signals", signals)
+    xs, _ = data.load_idx_dataset(tmp_path / "signals", tmp_path / "labels")
+    np.testing.assert_array_equal(xs, signals)
 
 
 def test_scale_matches_formula():

@@ -71,8 +71,8 @@ def write_idx(path, array):
 
 def load_idx_dataset(images_path, labels_path, flatten=True, normalize=True):
     """Load an (images, labels) pair of IDX files, e.g. MNIST's ``train-images-idx3-ubyte.gz``
-    and ``train-labels-idx1-ubyte.gz``. Returns (x float32, y int64): images divided by 255
-    when ``normalize`` (uint8 pixels to [0, 1]), flattened to (N, H*W) when ``flatten``, else
+    and ``train-labels-idx1-ubyte.gz``. Returns (x float32, y int64): uint8 images divided by 255
+    when ``normalize`` (pixels to [0, 1]; other dtypes are converted unscaled), flattened to (N, H*W) when ``flatten``, else
     (N, 1, H, W)."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -83,7 +83,7 @@ def load_idx_dataset(images_path, labels_path, flatten=True, normalize=True):
     if len(images) != len(labels):
         raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     x = images.astype(np.float32)
-    if normalize:
+    if normalize and images.dtype == np.uint8:  # pixels 0..255; float IDX data is taken as it is
         x /= 255.0
     if flatten:
         x = x.reshape(len(x), -1)

@@ -150,6 +150,13 @@ def read(path) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"{path}: not a fusetrain checkpoint (a single .npy array, not a .npz archive)")
+    if not head.startswith(b"PK"):  # np.load would guess a pickle and talk about allow_pickle
+        raise CheckpointError(f"{path}: the file is truncated, corrupt or not a .npz checkpoint (it does not "
+                              "start with a zip archive's header)")
     try:
         # np.load leaks the file it opened when the zip directory is unreadable; this `with` owns it
         with open(path, "rb") as fh:
