@@ -456,16 +456,21 @@ def test_mixed_devices_are_refused(cp):
 
 # ---------------------------------------------------------------- a short training run
 
-def _train(device, X, Y, steps=30, batch=64):
+def _train(device, X, Y, steps=30, batch=64, model_fn=None, seed=3, lr=5e-3):
+    """Loss per step of AdamW (clip 1.0) training on device ("cpu" or "cuda"); the model is the
+    small MLP below unless model_fn builds another. Same seed, same init and dropout masks."""
     from fusetrain import nn, optim
 
-    fusetrain.manual_seed(3)
-    model = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Dropout(0.2), nn.Linear(48, 10))
+    fusetrain.manual_seed(seed)
+    if model_fn is None:
+        model = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Dropout(0.2), nn.Linear(48, 10))
+    else:
+        model = model_fn()
     xp = np
     if device == "cuda":
         model.to("cuda")
         xp = backend.cupy_module()
-    opt = optim.AdamW(model.parameters(), lr=5e-3, max_grad_norm=1.0)
+    opt = optim.AdamW(model.parameters(), lr=lr, max_grad_norm=1.0)
     loss_fn = nn.CrossEntropyLoss()
     Xd, Yd = xp.asarray(X), xp.asarray(Y)
     losses = []
@@ -768,29 +773,6 @@ def test_conv_and_pool_refuse_mixed_devices(cp):
         ops.max_pool2d_forward(cp.asarray(x), 2)
 
 
-def _train_cnn(model_fn, device, X, Y, steps=15, batch=32):
-    from fusetrain import optim
-
-    fusetrain.manual_seed(7)
-    model = model_fn()
-    xp = np
-    if device == "cuda":
-        model.to("cuda")
-        xp = backend.cupy_module()
-    opt = optim.AdamW(model.parameters(), lr=3e-3, max_grad_norm=1.0)
-    loss_fn = nn.CrossEntropyLoss()
-    Xd, Yd = xp.asarray(X), xp.asarray(Y)
-    losses = []
-    for step in range(steps):
-        lo = (step * batch) % (len(X) - batch)
-        opt.zero_grad()
-        loss = loss_fn(model(Xd[lo:lo + batch]), Yd[lo:lo + batch])
-        model.backward(loss_fn.backward())
-        opt.step()
-        losses.append(loss)
-    return np.array(losses)
-
-
 @gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("kind", ["resnet2d", "cnn1d"])
@@ -810,8 +792,8 @@ def test_cnn_training_on_gpu_tracks_cpu(kind):
     else:
         X = X.reshape(-1, 1, 64)
         model_fn = lambda: CNN1d(in_channels=1, channels=(8, 16, 16))  # noqa: E731
-    cpu = _train_cnn(model_fn, "cpu", X, Y)
-    gpu_losses = _train_cnn(model_fn, "cuda", X, Y)
+    cpu = _train("cpu", X, Y, steps=15, batch=32, model_fn=model_fn, seed=7, lr=3e-3)
+    gpu_losses = _train("cuda", X, Y, steps=15, batch=32, model_fn=model_fn, seed=7, lr=3e-3)
     assert_close(gpu_losses[:5], cpu[:5], rtol=1e-3, atol=1e-4, name="first losses")
     assert_close(gpu_losses, cpu, rtol=5e-3, atol=1e-3, name="loss curve")
     assert gpu_losses[-5:].mean() < gpu_losses[:5].mean()  # it trained

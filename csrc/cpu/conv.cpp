@@ -31,21 +31,6 @@ inline void valid_range(int64_t a, int64_t S, int64_t W, int64_t O, int64_t& lo,
 
 }  // namespace
 
-void window2d_init(Window2d& g) {
-  check(g.H >= 0 && g.W >= 0, "input height and width must be >= 0");
-  check(g.KH >= 1 && g.KW >= 1, "kernel size must be >= 1");
-  check(g.SH >= 1 && g.SW >= 1, "stride must be >= 1");
-  check(g.PH >= 0 && g.PW >= 0, "padding must be >= 0");
-  check(g.DH >= 1 && g.DW >= 1, "dilation must be >= 1");
-  const int64_t eh = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
-  const int64_t ew = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
-  check(eh >= 0 && ew >= 0, "the (dilated) kernel is larger than the padded input (" +
-                                std::to_string(g.H) + "x" + std::to_string(g.W) + ")");
-  g.OH = eh / g.SH + 1;
-  g.OW = ew / g.SW + 1;
-  check(g.H * g.W < (int64_t(1) << 31), "input planes must have fewer than 2**31 pixels");
-}
-
 void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& g) {
   check(N >= 0 && C >= 0, "im2col sizes must be >= 0");
   const int64_t KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW, NS = N * OHW;

@@ -13,19 +13,7 @@ namespace fusetrain {
 namespace gpu {
 
 void window2d_init(Window2d& g) {
-  // The rules and messages of fusetrain::window2d_init, which lives in _core (not linked here).
-  require(g.H >= 0 && g.W >= 0, "input height and width must be >= 0");
-  require(g.KH >= 1 && g.KW >= 1, "kernel size must be >= 1");
-  require(g.SH >= 1 && g.SW >= 1, "stride must be >= 1");
-  require(g.PH >= 0 && g.PW >= 0, "padding must be >= 0");
-  require(g.DH >= 1 && g.DW >= 1, "dilation must be >= 1");
-  const int64_t eh = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
-  const int64_t ew = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
-  require(eh >= 0 && ew >= 0, "the (dilated) kernel is larger than the padded input (" + std::to_string(g.H) +
-                                  "x" + std::to_string(g.W) + ")");
-  g.OH = eh / g.SH + 1;
-  g.OW = ew / g.SW + 1;
-  require(g.H * g.W < (int64_t(1) << 31), "input planes must have fewer than 2**31 pixels");
+  fusetrain::window2d_init(g);  // the CPU's rules and messages (inline in conv.h)
   // The kernels index inside a plane with int: every tap, window start and output coordinate is
   // bounded by the padded plane's sides.
   require(g.H + 2 * g.PH < INT_MAX && g.W + 2 * g.PW < INT_MAX,

@@ -12,6 +12,9 @@
 // adaptive_avg_pool2d.
 #pragma once
 #include <cstdint>
+#include <string>
+
+#include "fusetrain/common.h"
 
 namespace fusetrain {
 
@@ -25,8 +28,22 @@ struct Window2d {
   int64_t OH, OW;  // output plane, from the formula above
 };
 
-// Fills OH/OW from the rest; throws std::invalid_argument when the window does not fit.
-void window2d_init(Window2d& g);
+// Fills OH/OW from the rest; throws std::invalid_argument when the window does not fit. Inline:
+// _core and _cuda (which does not link _core) check geometries with the same rules and messages.
+inline void window2d_init(Window2d& g) {
+  check(g.H >= 0 && g.W >= 0, "input height and width must be >= 0");
+  check(g.KH >= 1 && g.KW >= 1, "kernel size must be >= 1");
+  check(g.SH >= 1 && g.SW >= 1, "stride must be >= 1");
+  check(g.PH >= 0 && g.PW >= 0, "padding must be >= 0");
+  check(g.DH >= 1 && g.DW >= 1, "dilation must be >= 1");
+  const int64_t eh = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
+  const int64_t ew = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
+  check(eh >= 0 && ew >= 0, "the (dilated) kernel is larger than the padded input (" + std::to_string(g.H) + "x" +
+                                std::to_string(g.W) + ")");
+  g.OH = eh / g.SH + 1;
+  g.OW = ew / g.SW + 1;
+  check(g.H * g.W < (int64_t(1) << 31), "input planes must have fewer than 2**31 pixels");
+}
 
 // x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW); padded positions are 0.
 void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& g);

@@ -72,7 +72,7 @@ void philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t 
 double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
                     int64_t K, double grad_scale, cudaStream_t stream);
 
-// conv.h. window2d_init fills OH/OW with the CPU's rules (_cuda does not link _core's copy) and
+// conv.h. window2d_init fills OH/OW with the CPU's rules (conv.h's inline window2d_init) and
 // also refuses planes too large for the kernels' 32-bit in-plane indices; the launchers re-check
 // the geometry they are given. No atomics: each output element is written by one thread that sums
 // its inputs in the CPU kernel's order (maxpool2d_backward routes per plane instead when some
