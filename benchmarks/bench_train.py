@@ -201,7 +201,7 @@ def main():
                   torch_ms=torch_ms if impl != "torch_fused" else None)
     table.print()
     sps = {k: n / v["seconds"] for k, v in results.items()}
-    print(f"\nsamples/s: " + ", ".join(f"{names[k]} {v:,.0f}" for k, v in sps.items()))
+    print("\nsamples/s: " + ", ".join(f"{names[k]} {v:,.0f}" for k, v in sps.items()))
     if "torch_fused" in sps:
         print(f"fusetrain / torch fused = {sps['fused'] / sps['torch_fused']:.2f}x (target >= 2)")
         print(f"fusetrain / torch foreach = {sps['fused'] / sps['torch_foreach']:.2f}x")

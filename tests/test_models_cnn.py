@@ -3,7 +3,6 @@ blocks, and state_dict round trips with the same architecture written in torch.n
 import numpy as np
 import pytest
 
-from fusetrain import nn
 from fusetrain.backend import use_backend
 from fusetrain.models.cnn import CNN1d, BasicBlock, InceptionBlock, SmallInception, SmallResNet
 from testutils import assert_close, torch_or_skip

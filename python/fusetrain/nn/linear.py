@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import backend, ops
+from .. import ops
 from .. import random as frandom
 from . import init as _init
 from .module import Module

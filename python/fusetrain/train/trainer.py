@@ -3,7 +3,6 @@ with callbacks, a progress bar, a non-finite policy and bit-for-bit resumable ch
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
