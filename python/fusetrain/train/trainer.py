@@ -364,7 +364,12 @@ class Trainer:
     def save_checkpoint(self, path) -> None:
         """Write everything needed to continue this run bit for bit: parameters and buffers,
         optimizer, scheduler and callback state, RNG streams, epoch and history (see
-        ``fusetrain.train.checkpoint``). Atomic: a crash leaves the previous file intact."""
+        ``fusetrain.train.checkpoint``). Atomic: a crash leaves the previous file intact.
+
+        Saved after ``fit`` returned with EMA/SWA averaging or EarlyStopping's
+        restore_best_weights, the file holds the averaged or best weights the model has then (the
+        model to evaluate), and a resumed fit trains on from those. To resume exactly where
+        training was, use the checkpoints ModelCheckpoint writes at the end of each epoch."""
         _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
                               epoch=self.epoch, history=self.history,
                               extra={"metadata": self.metadata,
