@@ -206,13 +206,13 @@ void conv2d_direct_forward(const float* x, const float* w, const float* bias, fl
   const int64_t OHW = g.OH * g.OW;
 #pragma omp parallel if (groups > 1 && N * OC * p.K * OHW > kParallelGrain)
   {
-    std::vector<float> ypad(size_t(p.outp * p.Spr));
+    const auto ypad = scratch<float>(p.outp * p.Spr);  // every tile is written
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < groups; ++t) {
       float* xp = xpad + t * p.img;
       pad_group(x, t * G, N, G, C, g.H, g.W, g.PH, g.PW, p, xp);
-      conv_group(p, apack.data(), xp, ypad.data());
-      unpad_group(p, ypad.data(), bias, y, t * G, N, G, Wi, g.OH, g.OW);
+      conv_group(p, apack.data(), xp, ypad.get());
+      unpad_group(p, ypad.get(), bias, y, t * G, N, G, Wi, g.OH, g.OW);
     }
   }
 }
@@ -239,7 +239,8 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
   std::vector<float> zeros(grads ? size_t(L) : 0, 0.0f);
 #pragma omp parallel if (groups > 1 && N * OC * K * OHW > kParallelGrain)
   {
-    std::vector<float> dypad(dx ? size_t(bp.img) : 0), gpad(dx ? size_t(bp.outp * bp.Spr) : 0);
+    // pad_group writes all of dypad and the tiles all of gpad; dT's padding rows must stay 0
+    const auto dypad = scratch<float>(dx ? bp.img : 0), gpad = scratch<float>(dx ? bp.outp * bp.Spr : 0);
     std::vector<float> dT(grads ? size_t(L * OCr) : 0, 0.0f), tile(size_t(kn.dr * kn.dc));
     std::vector<const float*> rows(size_t(kn.dr));
     double* acc = grads ? part.data() + size_t(omp_get_thread_num()) * part_size : nullptr;
@@ -247,9 +248,9 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
     for (int64_t t = 0; t < groups; ++t) {
       const int64_t n0 = t * G;
       if (dx) {
-        pad_group(dy, n0, N, G, OC, g.OH, g.OW, QH, QW, bp, dypad.data());
-        conv_group(bp, apack.data(), dypad.data(), gpad.data());
-        unpad_group(bp, gpad.data(), nullptr, dx, n0, N, G, Wq, g.H, g.W);
+        pad_group(dy, n0, N, G, OC, g.OH, g.OW, QH, QW, bp, dypad.get());
+        conv_group(bp, apack.data(), dypad.get(), gpad.get());
+        unpad_group(bp, gpad.get(), nullptr, dx, n0, N, G, Wq, g.H, g.W);
       }
       if (!grads) continue;
       transpose_dy(dy, n0, N, G, OC, g.OH, g.OW, fp.Wp, Wi, OCr, dT.data(), db ? acc + OC * K : nullptr);

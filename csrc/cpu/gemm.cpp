@@ -75,36 +75,36 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sam, int64_t 
   // K in blocks whose B sub-panel (kKc x nr floats: 32 KiB at nr = 32) stays in L1 while every
   // row panel passes over it.
   constexpr int64_t kKc = 256;
-  std::vector<float> apack(size_t(Mp * K));
+  const auto apack = scratch<float>(Mp * K);  // pack_a_panel writes every element
   std::vector<int64_t> off(size_t(std::min(K, kKc)));
   for (size_t k = 0; k < off.size(); ++k) off[k] = int64_t(k) * nr;
 #pragma omp parallel if (M * N * K > 4 * kParallelGrain)
   {
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < row_tiles; ++t) pack_a_panel(a, sam, sak, M, K, t * mr, mr, apack.data() + t * mr * K);
-    std::vector<float> bp(size_t(K * nr)), tmp(size_t(Mp * nr));
+    for (int64_t t = 0; t < row_tiles; ++t) pack_a_panel(a, sam, sak, M, K, t * mr, mr, apack.get() + t * mr * K);
+    const auto bp = scratch<float>(K * nr), tmp = scratch<float>(Mp * nr);  // written before they are read
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < col_tiles; ++j) {
       const int64_t j0 = j * nr, cols = std::min(nr, N - j0);
-      pack_b_panel(b, sbk, sbn, K, j0, cols, nr, bp.data());
+      pack_b_panel(b, sbk, sbn, K, j0, cols, nr, bp.get());
       // Full tiles go straight to C; a partial one (the last rows, or a narrow last column block)
       // is summed in tmp and added or copied into C at the end.
       for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kb = std::min(kKc, K - k0);
         for (int64_t t = 0; t < row_tiles; ++t) {
           const int64_t i0 = t * mr;
-          const float* ap = apack.data() + t * mr * K + k0 * mr;
-          const float* bk = bp.data() + k0 * nr;
+          const float* ap = apack.get() + t * mr * K + k0 * mr;
+          const float* bk = bp.get() + k0 * nr;
           if (cols == nr && M - i0 >= mr)
             (k0 == 0 && !accumulate ? kn.tile : kn.tile_acc)(kb, ap, bk, off.data(), c + i0 * ldc + j0, ldc);
           else
-            (k0 == 0 ? kn.tile : kn.tile_acc)(kb, ap, bk, off.data(), tmp.data() + i0 * nr, nr);
+            (k0 == 0 ? kn.tile : kn.tile_acc)(kb, ap, bk, off.data(), tmp.get() + i0 * nr, nr);
         }
       }
       const int64_t first = cols == nr ? (M / mr) * mr : 0;  // rows that went through tmp
       for (int64_t i = first; i < M; ++i) {
         float* cr = c + i * ldc + j0;
-        const float* tr = tmp.data() + i * nr;
+        const float* tr = tmp.get() + i * nr;
         if (accumulate)
           for (int64_t q = 0; q < cols; ++q) cr[q] += tr[q];
         else

@@ -1,6 +1,7 @@
 // Shared helpers for the CPU kernels: argument checks, thread partitioning, accumulator types.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -35,6 +36,12 @@ inline Range split_range(int64_t n, int t, int nt, int64_t align = 16) {
   if (begin > n) begin = n;
   if (end > n) end = n;
   return {begin, end};
+}
+
+// Scratch that every kernel writes before it reads: no zero fill (a std::vector would clear it).
+template <class T>
+inline std::unique_ptr<T[]> scratch(int64_t n) {
+  return std::unique_ptr<T[]>(new T[size_t(n > 0 ? n : 1)]);
 }
 
 // Below this many elements a kernel runs on one thread: waking the team costs more than it saves.
