@@ -181,8 +181,6 @@ MaxPlaneFn maxpool_plane_kernel(const Window2d& g) {
   if (g.DW == 1 && g.DH == 1) {
     if (g.KH == 1 && g.KW == 2 && g.SW == 2) return maxpool_plane_inside<1, 2, 2>;  // MaxPool1d(2)
     if (g.KH == 2 && g.KW == 2 && g.SW == 2) return maxpool_plane_inside<2, 2, 2>;  // MaxPool2d(2)
-    if (g.KH == 3 && g.KW == 3 && g.SW == 1) return maxpool_plane_inside<3, 3, 1>;
-    if (g.KH == 3 && g.KW == 3 && g.SW == 2) return maxpool_plane_inside<3, 3, 2>;
   }
   return maxpool_plane_inside<0, 0, 0>;
 }

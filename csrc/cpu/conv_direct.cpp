@@ -1,12 +1,13 @@
-// Direct ("implicit GEMM") convolution for stride 1 and one group (CPU, OpenMP over images).
+// Direct ("implicit GEMM") convolution for stride 1 and one group (CPU, OpenMP over image groups).
 //
-// Each image is copied once into a zero-padded stack of planes xpad (C, Hp, Wp) plus a zero tail.
-// With stride 1, the input that kernel tap k = (c, kh, kw) reads for output position
-// s' = oh*Wp + ow is xpad[off[k] + s'] with off[k] = c*Hp*Wp + kh*DH*Wp + kw*DW: consecutive
-// positions read consecutive floats. So a register tile of 6 output channels x 16 positions takes
-// its B operand straight from xpad (no im2col matrix, nothing bigger than an image in flight),
-// and the result lands in (C, H, W) order with no layout move. The columns ow >= OW of the padded
-// width are computed and dropped (Wp/OW - 1 extra work: 6% at 32x32, 12% at 16x16).
+// A group of images (one large image, or several small ones side by side along the width, each
+// with its own zero borders) is copied once into a zero-padded stack of planes xpad (C, Hp, Wp)
+// plus a zero tail. With stride 1, the input that kernel tap k = (c, kh, kw) reads for output
+// position s' = oh*Wp + ow is xpad[off[k] + s'] with off[k] = c*Hp*Wp + kh*DH*Wp + kw*DW:
+// consecutive positions read consecutive floats. So a register tile of mr output channels x nr
+// positions (8 x 32 with AVX-512) takes its B operand straight from xpad (no im2col matrix,
+// nothing bigger than a group in flight), and the result lands in (C, H, W) order with no layout
+// move. Padding columns are computed and dropped (Wp/OW - 1 extra work: 6% at 32x32).
 //
 // Backward: dx is the same convolution of dy, padded by D*(K-1)-P, with the flipped and
 // transposed weights; dW[oc, k] = sum_s' dT[s', oc] * xpad[off[k] + s'], where dT is dy
@@ -27,8 +28,6 @@
 
 namespace fusetrain {
 namespace {
-
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // ---------------------------------------------------------------- geometry and packing
 // Widest tile of any instruction set: the zero tail of a padded image covers its overrun, so the

@@ -1,8 +1,9 @@
-// GEMM on the shared register tiles (tiles.h): A is packed into mr-row panels (k-major), B's rows
-// are read in place (or B is packed when its rows are strided), and each thread takes a contiguous
-// range of nr-column blocks, sweeping all row panels over one block while it sits in L2.
-// For the shapes of a Linear layer at batch 128 this runs at 1.2-1.4x NumPy's OpenBLAS here and,
-// being OpenMP, does not leave a second thread pool spinning against the other kernels.
+// GEMM on the shared register tiles (tiles.h): A is packed into mr-row panels (k-major), each
+// thread packs its nr-column blocks of B into contiguous panels, and K runs in L1-sized blocks
+// over which every row panel passes. For a Linear layer's shapes at batch 128 it runs about as
+// fast as NumPy's OpenBLAS in isolation (135-180 GFLOP/s on two Zen 4 cores); its gain in training
+// is that it runs on fusetrain's own OpenMP threads (no second pool competing for the cores) and
+// accumulates a weight gradient in place.
 #include "fusetrain/gemm.h"
 
 #include <omp.h>
@@ -16,8 +17,6 @@
 
 namespace fusetrain {
 namespace {
-
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // Rows [i0, i0 + mr) of A as a K x mr panel, k-major; rows past M are zero.
 void pack_a_panel(const float* a, int64_t sam, int64_t sak, int64_t M, int64_t K, int64_t i0, int64_t mr,

@@ -1,8 +1,6 @@
 // Philox4x32-10 batches hand-vectorized for AVX-512 (16 blocks per register, two registers in flight),
 // producing exactly the words of philox_batch_portable, and the run-time choice between the two.
-#include <cstdlib>
-#include <string>
-
+#include "cpu_isa.h"
 #include "philox_cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -88,15 +86,10 @@ void philox_batch_avx512(uint64_t b0, uint32_t k0, uint32_t k1, uint32_t* out) {
 }  // namespace
 
 PhiloxBatchFn philox_batch_fn() {
-  static const PhiloxBatchFn fn = [] {
-    const char* env = std::getenv("FUSETRAIN_CPU_ISA");
-    const std::string want = env ? env : "";
 #ifdef FT_X86
-    if (want != "avx2" && want != "portable" && __builtin_cpu_supports("avx512f")) return &philox_batch_avx512;
+  if (cpu_isa() == CpuIsa::kAvx512) return &philox_batch_avx512;
 #endif
-    return &philox_batch_portable;
-  }();
-  return fn;
+  return &philox_batch_portable;
 }
 
 }  // namespace fusetrain

@@ -46,7 +46,7 @@ inline void philox_batch_portable(uint64_t b0, uint32_t k0, uint32_t k1, uint32_
 }
 
 using PhiloxBatchFn = void (*)(uint64_t b0, uint32_t k0, uint32_t k1, uint32_t* out);
-// The fastest batch this CPU runs (AVX-512, else the portable one; FUSETRAIN_CPU_ISA narrows it).
+// The fastest batch for cpu_isa() (cpu_isa.h): AVX-512, else the portable one.
 PhiloxBatchFn philox_batch_fn();
 
 // out[0, count) = words of stream elements [first, first + count) for (seed, offset).

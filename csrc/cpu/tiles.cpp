@@ -2,9 +2,9 @@
 // set from tile_kernels.inc, and the run-time choice between them (see tiles.h).
 #include "tiles.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <string>
+
+#include "cpu_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -68,14 +68,17 @@ struct VT {
 // of 32 registers; AVX2 12 of 16.
 const TileKernels& tile_kernels() {
   static const TileKernels k = [] {
-    const char* env = std::getenv("FUSETRAIN_CPU_ISA");
-    const std::string want = env ? env : "";
 #ifdef FT_X86
-    if (want != "avx2" && want != "portable" && __builtin_cpu_supports("avx512f"))
-      return TileKernels{"avx512", 8, 32, 12, 32, avx512::tile<8, 2, false>, avx512::tile<8, 2, true>,
-                         avx512::outer<12, 2>};
-    if (want != "portable" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return TileKernels{"avx2", 6, 16, 6, 16, avx2::tile<6, 2, false>, avx2::tile<6, 2, true>, avx2::outer<6, 2>};
+    switch (cpu_isa()) {
+      case CpuIsa::kAvx512:
+        return TileKernels{"avx512", 8, 32, 12, 32, avx512::tile<8, 2, false>, avx512::tile<8, 2, true>,
+                           avx512::outer<12, 2>};
+      case CpuIsa::kAvx2:
+        return TileKernels{"avx2", 6, 16, 6, 16, avx2::tile<6, 2, false>, avx2::tile<6, 2, true>,
+                           avx2::outer<6, 2>};
+      case CpuIsa::kPortable:
+        break;
+    }
 #endif
     return TileKernels{"portable", 6, 16, 6, 16, portable::tile<6, 2, false>, portable::tile<6, 2, true>,
                        portable::outer<6, 2>};

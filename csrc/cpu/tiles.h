@@ -1,7 +1,6 @@
 // Register-tile micro-kernels shared by the direct convolution and the GEMM (internal header).
 // One set per instruction set (AVX-512, AVX2+FMA, portable C++), compiled from tile_kernels.inc;
-// tile_kernels() returns the widest set this CPU runs, or a narrower one named by the environment
-// variable FUSETRAIN_CPU_ISA ("avx2", "portable"; read once) so every set can be tested anywhere.
+// tile_kernels() returns the set of cpu_isa() (cpu_isa.h).
 #pragma once
 #include <cstdint>
 

@@ -38,6 +38,8 @@ inline Range split_range(int64_t n, int t, int nt, int64_t align = 16) {
   return {begin, end};
 }
 
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
 // Scratch that every kernel writes before it reads: no zero fill (a std::vector would clear it).
 template <class T>
 inline std::unique_ptr<T[]> scratch(int64_t n) {
