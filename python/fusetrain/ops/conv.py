@@ -76,20 +76,27 @@ def _direct(geom, stride, padding, dilation, groups, x=None) -> bool:
             and (x is None or not C.is_cuda_array(x)))
 
 
+def _direct_saved_shape(geom, padding, dilation) -> tuple:
+    """(groups, size): the zero-padded input the direct forward saves for its backward."""
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
+    return tuple(core().conv2d_direct_saved_shape(N, Cin, H, W, KH, KW, *padding, *dilation))
+
+
 def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, like=None) -> tuple:
     """(col shape, workspace shape or None) of conv2d_forward/backward, to allocate them once.
 
-    col is what the forward saves for the backward: the zero-padded input (groups of small images
-    side by side, (groups, size)) on the direct path, which needs no workspace, or the column matrix (C*KH*KW, N*OH*OW) and an
-    (OC, N*OH*OW) workspace on the im2col path. like: an array on the device that will run the
-    convolution (e.g. x); cupy arrays always take the im2col path. None means numpy arrays."""
+    col is what the forward saves for the backward: on the direct path the zero-padded input
+    (groups of small images side by side: (groups, size)), with no workspace; on the im2col path
+    the column matrix (C*KH*KW, N*OH*OW) and an (OC, N*OH*OW) workspace. like: an array on the
+    device that will run the convolution (e.g. x); cupy arrays always take the im2col path. None
+    means numpy arrays."""
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
     geom = _conv_geometry(tuple(x_shape), tuple(weight_shape), stride, padding, dilation, groups)
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     if _direct(geom, stride, padding, dilation, groups, like):
-        return tuple(core().conv2d_direct_saved_shape(N, Cin, H, W, KH, KW, *padding, *dilation)), None
+        return _direct_saved_shape(geom, padding, dilation), None
     return (Cin * KH * KW, N * OH * OW), (OC, N * OH * OW)
 
 
@@ -127,8 +134,7 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     bias = C.optional(bias, "bias", shape=(OC,))
     out = _buffer(out, "out", (N, OC, OH, OW), x)
     if _direct(geom, stride, padding, dilation, groups, x):
-        col = _buffer(col, "col", conv2d_buffer_shapes(x.shape, weight.shape, stride=stride, padding=padding,
-                                                       dilation=dilation, groups=groups)[0], x)
+        col = _buffer(col, "col", _direct_saved_shape(geom, padding, dilation), x)
         core().conv2d_direct_forward(x, weight, bias, out, col, N, Cin, OC, H, W, KH, KW, *padding, *dilation)
         return out, col
     col = _buffer(col, "col", (Cin * KH * KW, N * OH * OW), x)
@@ -181,8 +187,7 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
         raise ValueError(f"grad_out must have shape {(N, OC, OH, OW)}, got {tuple(grad_out.shape)}")
     G, K, NS = groups, Cg * KH * KW, N * OH * OW
     direct = _direct(geom, stride, padding, dilation, groups, grad_out)
-    col_shape = conv2d_buffer_shapes(x_shape, weight.shape, stride=stride, padding=padding, dilation=dilation,
-                                     groups=groups)[0] if direct else (Cin * KH * KW, NS)
+    col_shape = _direct_saved_shape(geom, padding, dilation) if direct else (Cin * KH * KW, NS)
     col = C.array(col, "col", inplace=not direct, shape=col_shape)
     grad_weight = C.optional(grad_weight, "grad_weight", inplace=True, shape=weight.shape)
     grad_bias = C.optional(grad_bias, "grad_bias", inplace=True, shape=(OC,))
