@@ -21,7 +21,6 @@ from fusetrain.models.cnn import SmallResNet
 def fusetrain_step(batch, classes=10):
     fusetrain.manual_seed(0)
     model = SmallResNet(in_channels=batch[1], num_classes=classes)
-    model.flatten_parameters()
     opt = optim.AdamW(model.parameters(), lr=1e-3, max_grad_norm=1.0)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(0)

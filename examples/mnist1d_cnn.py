@@ -71,7 +71,6 @@ def train(data, cfg, verbose=True):
     x, y, xt, yt = data
     fusetrain.manual_seed(cfg["seed"])
     model = CNN1d(batchnorm=cfg["batchnorm"], dropout=cfg["dropout"])
-    model.flatten_parameters()
     opt = make_optimizer(model.parameters(), cfg)
     sched = optim.lr_scheduler.ExponentialLR(opt, gamma=cfg["decay"])
     loss_fn = nn.CrossEntropyLoss()

@@ -62,28 +62,22 @@ def _build_cnn1d(args, in_shape, num_classes):
     # two 2x max-pools: a length below 4 would pool down to nothing
     _check_input(args, in_shape, 2, 4, "1-D signals (N, channels, length >= 4) such as --dataset mnist1d",
                  "use --model resnet, inception or mlp for images")
-    model = CNN1d(in_shape[0], num_classes, batchnorm=args.batchnorm, dropout=args.dropout,
-                  **_widths(args, "channels"))
-    model.flatten_parameters()
-    return model
+    return CNN1d(in_shape[0], num_classes, batchnorm=args.batchnorm, dropout=args.dropout,
+                 **_widths(args, "channels"))
 
 
 def _build_resnet(args, in_shape, num_classes):
     from .models import SmallResNet
     _check_input(args, in_shape, 3, 2, "images (N, channels, height >= 2, width >= 2) such as --dataset digits",
                  "use --model cnn1d or mlp for 1-D signals")
-    model = SmallResNet(in_shape[0], num_classes, dropout=args.dropout, **_widths(args, "widths"))
-    model.flatten_parameters()
-    return model
+    return SmallResNet(in_shape[0], num_classes, dropout=args.dropout, **_widths(args, "widths"))
 
 
 def _build_inception(args, in_shape, num_classes):
     from .models import SmallInception
     _check_input(args, in_shape, 3, 2, "images (N, channels, height >= 2, width >= 2) such as --dataset "
                  "digits", "use --model cnn1d or mlp for 1-D signals")
-    model = SmallInception(in_shape[0], num_classes, dropout=args.dropout)
-    model.flatten_parameters()
-    return model
+    return SmallInception(in_shape[0], num_classes, dropout=args.dropout)
 
 
 # name -> (builder(args, input_shape_without_batch, num_classes) -> Module, wants flat inputs, model flags
