@@ -11,7 +11,7 @@ import numpy as np
 
 from . import ops
 from .nn.arena import segment
-from .nn.normalization import _BatchNorm
+from .nn.normalization import _BatchNorm, batchnorm_usable
 
 
 class Callback:
@@ -292,8 +292,7 @@ def recompute_batchnorm(model, x, batch_size=256):
         return 0
     if n == 1:
         raise ValueError("recompute_batchnorm needs at least 2 samples (one sample has no batch variance)")
-    if n % batch_size == 1 and n > batch_size:
-        n -= 1  # a one-sample last batch has no variance; leave it out, as Trainer.fit does
+    n = batchnorm_usable(n, batch_size)  # as Trainer.fit: no one-sample last batch
     was_training = model.training
     momenta = [m.momentum for m in bns]
     for m in bns:

@@ -12,6 +12,12 @@ from .module import Module
 from .parameter import Parameter
 
 
+def batchnorm_usable(n: int, batch_size: int) -> int:
+    """How many of n samples, cut into batches of batch_size, can train batchnorm: all of them
+    except a last batch of a single sample, whose batch variance is undefined (it is left out)."""
+    return n - 1 if n > batch_size and n % batch_size == 1 else n
+
+
 class _BatchNorm(Module):
     _ndims: tuple = ()
     _shape_doc = ""

@@ -10,7 +10,7 @@ from .. import backend, nn
 from .. import random as frandom
 from ..callbacks import Callback, ModelCheckpoint
 from ..optim import Optimizer
-from ..nn.normalization import _BatchNorm
+from ..nn.normalization import _BatchNorm, batchnorm_usable
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from . import checkpoint as _ckpt
 from .history import History
@@ -231,9 +231,9 @@ class Trainer:
         for cb in cbs:
             cb.set_trainer(self)
         n = len(x)
-        nb = -(-n // batch_size)
-        if nb > 1 and n % batch_size == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
-            nb -= 1  # batchnorm cannot train on one sample; that sample waits for the next epoch's shuffle
+        # a one-sample last batch cannot train batchnorm: that sample waits for the next epoch's shuffle
+        n_train = batchnorm_usable(n, batch_size) if any(isinstance(m, _BatchNorm) for m in self.model.modules()) else n
+        nb = -(-n_train // batch_size)
         bn_bufs = self._bn_buffers()
         bn_saved = [b.copy() for b in bn_bufs]
         self.model.train()
