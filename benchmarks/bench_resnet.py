@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 
 import numpy as np
 
-from common import Table, timeit, try_torch
+from common import Table, run_fresh, timeit, try_torch
 import fusetrain
 from fusetrain import nn, optim
 from fusetrain.backend import use_backend
@@ -101,9 +99,7 @@ def main():
     common = ["--batch", str(args.batch), "--repeats", str(args.repeats)]
     for rnd in range(args.rounds):  # the NumPy twin is slow and far behind: one run is enough
         for impl in impls + (["numpy"] if rnd == 0 and not args.skip_numpy else []):
-            out = subprocess.run([sys.executable, __file__, "--impl", impl] + common, check=True,
-                                 capture_output=True, text=True).stdout
-            runs[impl].append(json.loads(out.strip().splitlines()[-1]))
+            runs[impl].append(run_fresh(__file__, impl, common))
             print(f"round {rnd + 1}: {impl:6s} {1e3 * args.batch / runs[impl][-1][0]:8.1f} samples/s", flush=True)
     # median over rounds of each run's median; the spread is the widest of the runs' 20th/80th
     res = {k: (float(np.median([r[0] for r in v])), min(r[1] for r in v), max(r[2] for r in v))

@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 
-from common import Table
+from common import Table, run_fresh
 
 HIDDEN, P, BATCH, LR, WD, CLIP, GAMMA = (1024, 1024), 0.3, 128, 1e-3, 1e-2, 1.0, 0.98
 
@@ -174,10 +172,7 @@ def main():
     results = {impl: None for impl in impls}
     for rnd in range(args.rounds):
         for impl in impls:
-            cmd = [sys.executable, __file__, "--impl", impl, "--samples", str(args.samples), "--epochs",
-                   str(args.epochs)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            r = json.loads(out.strip().splitlines()[-1])
+            r = run_fresh(__file__, impl, ["--samples", args.samples, "--epochs", args.epochs])
             if results[impl] is None:
                 results[impl] = r
             else:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +63,14 @@ def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
         samples.append((time.perf_counter() - t0) * 1e3)
     s = np.array(samples)
     return float(np.median(s)), float(np.percentile(s, 20)), float(np.percentile(s, 80))
+
+
+def run_fresh(script, impl, args) -> object:
+    """Run ``python script --impl impl *args`` in a fresh process and return the JSON document it
+    prints last: each implementation gets its own memory, threads and peak-RSS figure."""
+    cmd = [sys.executable, str(script), "--impl", impl] + [str(a) for a in args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def timeit_round_robin(fns: dict, *, repeats=15, warmup=2) -> dict:
