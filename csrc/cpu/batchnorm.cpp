@@ -4,13 +4,12 @@
 // reference: torch.nn.functional.batch_norm; backward as in aten's batch_norm_kernel.cpp.
 #include "fusetrain/batchnorm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 #include "philox_cpu.h"
 
 namespace fusetrain {
@@ -67,8 +66,8 @@ void sums_run(const float* x, const float* dy, const float* y, float mean, float
 }
 
 // Per-channel sums over (N, S): statistics (forward) or sum dy', sum dy'*(x-mean) (backward).
-// S == 1: rows split over threads with {threads, 2C} partials combined in thread order;
-// S > 1: channels split over threads.
+// S == 1: rows in fixed parts with {parts, 2C} partials combined in part order (the same bits for
+// any thread count up to reduction_parts' minimum); S > 1: channels shared out over threads.
 template <bool kBackward, bool kRelu>
 void channel_sums(const float* x, const float* dy, const float* y, const float* mean, float ds,
                   int64_t N, int64_t C, int64_t S, std::vector<double>& s0, std::vector<double>& s1) {
@@ -76,36 +75,35 @@ void channel_sums(const float* x, const float* dy, const float* y, const float* 
   s1.assign(size_t(C), 0.0);
   const int64_t n = N * C * S;
   if (S == 1) {
-    const int nt = omp_get_max_threads();
-    std::vector<double> part(size_t(nt) * size_t(2 * C), 0.0);
-#pragma omp parallel if (n > kParallelGrain)
-    {
-      const int t = omp_get_thread_num(), T = omp_get_num_threads();
-      double* a0 = part.data() + size_t(t) * size_t(2 * C);
-      Range r = split_range(N, t, T, 1);
-      for (int64_t row = r.begin; row < r.end; ++row) {
+    // Rows in fixed parts, each with its own {2C} partials, combined in part order.
+    const int parts = reduction_parts(N);
+    const int64_t per = (N + parts - 1) / parts;
+    std::vector<double> part(size_t(parts) * size_t(2 * C), 0.0);
+    parallel_tasks(parts, threads_for(n), [&](int64_t q, int) {
+      double* a0 = part.data() + size_t(q) * size_t(2 * C);
+      for (int64_t row = q * per; row < std::min(N, (q + 1) * per); ++row) {
         const int64_t o = row * C;
-        sums_row<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, mean, ds, C,
-                                   a0, a0 + C);
+        sums_row<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, mean, ds, C, a0, a0 + C);
       }
-    }
-    for (int t = 0; t < nt; ++t)
+    });
+    for (int q = 0; q < parts; ++q)
       for (int64_t c = 0; c < C; ++c) {
-        s0[size_t(c)] += part[size_t(t) * size_t(2 * C) + size_t(c)];
-        s1[size_t(c)] += part[size_t(t) * size_t(2 * C) + size_t(C + c)];
+        s0[size_t(c)] += part[size_t(q) * size_t(2 * C) + size_t(c)];
+        s1[size_t(c)] += part[size_t(q) * size_t(2 * C) + size_t(C + c)];
       }
   } else {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-    for (int64_t c = 0; c < C; ++c) {
-      double a0 = 0.0, a1 = 0.0;
-      const float m = mean ? mean[c] : 0.0f;
-      for (int64_t b = 0; b < N; ++b) {
-        const int64_t o = (b * C + c) * S;
-        sums_run<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, m, ds, S, a0, a1);
+    parallel_chunks(C, n, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double a0 = 0.0, a1 = 0.0;
+        const float m = mean ? mean[c] : 0.0f;
+        for (int64_t b = 0; b < N; ++b) {
+          const int64_t o = (b * C + c) * S;
+          sums_run<kBackward, kRelu>(x + o, dy ? dy + o : nullptr, y ? y + o : nullptr, m, ds, S, a0, a1);
+        }
+        s0[size_t(c)] = a0;
+        s1[size_t(c)] = a1;
       }
-      s0[size_t(c)] = a0;
-      s1[size_t(c)] = a1;
-    }
+    });
   }
 }
 
@@ -240,46 +238,49 @@ void fold_sums(std::vector<double>& sums, int64_t C, int64_t S) {
 // the prefetchers and the TLB (measured 2.4x slower than two full passes over (4096, 1024)).
 bool per_channel(int64_t N, int64_t C, int64_t S) {
   if (S < kFoldBelow) return false;
-  return N * C * S <= kParallelGrain || C >= 4 * omp_get_max_threads();
+  return N * C * S <= kParallelGrain || C >= 4 * num_threads();
 }
 
 template <bool kRelu>
 void forward_train_per_channel(const float* x, const float* w, const float* b, float* y, float* mean,
                                float* invstd, float* running_mean, float* running_var, int64_t N, int64_t C,
                                int64_t S, double eps, double momentum) {
-#pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
-  for (int64_t c = 0; c < C; ++c) {
-    double s0 = 0.0, s1 = 0.0;
-    for (int64_t n = 0; n < N; ++n) sums_run<false, false>(x + (n * C + c) * S, nullptr, nullptr, 0.0f, 1.0f, S, s0, s1);
-    float al, be;
-    finish_forward(c, s0, s1, N * S, eps, momentum, w, b, mean, invstd, running_mean, running_var, al, be);
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t o = (n * C + c) * S;
-      apply_run<false, kRelu, false>(x + o, y + o, nullptr, nullptr, al, be, nullptr, S, 0, 1.0f);
+  parallel_chunks(C, N * C * S, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double s0 = 0.0, s1 = 0.0;
+      for (int64_t n = 0; n < N; ++n)
+        sums_run<false, false>(x + (n * C + c) * S, nullptr, nullptr, 0.0f, 1.0f, S, s0, s1);
+      float al, be;
+      finish_forward(c, s0, s1, N * S, eps, momentum, w, b, mean, invstd, running_mean, running_var, al, be);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t o = (n * C + c) * S;
+        apply_run<false, kRelu, false>(x + o, y + o, nullptr, nullptr, al, be, nullptr, S, 0, 1.0f);
+      }
     }
-  }
+  });
 }
 
 template <bool kRelu>
 void backward_per_channel(const float* dy, const float* x, const float* y, const float* w, const float* mean,
                           const float* invstd, float* dx, float* dw, float* db, int64_t N, int64_t C, int64_t S,
                           float ds, bool need_sums, bool training) {
-#pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
-  for (int64_t c = 0; c < C; ++c) {
-    double s0 = 0.0, s1 = 0.0;
-    if (need_sums)
+  parallel_chunks(C, N * C * S, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double s0 = 0.0, s1 = 0.0;
+      if (need_sums)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t o = (n * C + c) * S;
+          sums_run<true, kRelu>(x + o, dy + o, kRelu ? y + o : nullptr, mean[c], ds, S, s0, s1);
+        }
+      float k, kx, k0;
+      finish_backward(c, s0, s1, double(N * S), need_sums, training, w, invstd, dw, db, k, kx, k0);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * S;
-        sums_run<true, kRelu>(x + o, dy + o, kRelu ? y + o : nullptr, mean[c], ds, S, s0, s1);
+        grad_run<false, kRelu>(dy + o, kRelu ? y + o : nullptr, x + o, dx + o, nullptr, nullptr, nullptr, nullptr, k,
+                               kx, k0, mean[c], ds, S);
       }
-    float k, kx, k0;
-    finish_backward(c, s0, s1, double(N * S), need_sums, training, w, invstd, dw, db, k, kx, k0);
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t o = (n * C + c) * S;
-      grad_run<false, kRelu>(dy + o, kRelu ? y + o : nullptr, x + o, dx + o, nullptr, nullptr, nullptr, nullptr, k,
-                             kx, k0, mean[c], ds, S);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "fusetrain/conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 
 namespace fusetrain {
 
@@ -35,9 +37,9 @@ void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& 
   check(N >= 0 && C >= 0, "im2col sizes must be >= 0");
   const int64_t KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW, NS = N * OHW;
   const int64_t rows = C * KK;
-#pragma omp parallel for collapse(2) schedule(static) if (rows * NS > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t n = 0; n < N; ++n) {
+  parallel_chunks(rows * N, rows * NS, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t r = j / (N > 0 ? N : 1), n = j % (N > 0 ? N : 1);
       const int64_t c = r / KK, kh = (r % KK) / g.KW, kw = r % g.KW;
       const float* src = x + (n * C + c) * HW;
       float* dst = col + r * NS + n * OHW;
@@ -61,15 +63,15 @@ void im2col2d(const float* x, float* col, int64_t N, int64_t C, const Window2d& 
         for (int64_t ow = hi; ow < g.OW; ++ow) d[ow] = 0.0f;
       }
     }
-  }
+  });
 }
 
 void col2im2d(const float* col, float* dx, int64_t N, int64_t C, const Window2d& g) {
   check(N >= 0 && C >= 0, "col2im sizes must be >= 0");
   const int64_t KK = g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW, NS = N * OHW;
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * KK * OHW > kParallelGrain)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
+  parallel_chunks(N * C, N * C * KK * OHW, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t n = j / C, c = j % C;
       float* plane = dx + (n * C + c) * HW;
       std::memset(plane, 0, sizeof(float) * size_t(HW));
       for (int64_t kh = 0; kh < g.KH; ++kh) {
@@ -93,14 +95,14 @@ void col2im2d(const float* col, float* dx, int64_t N, int64_t C, const Window2d&
         }
       }
     }
-  }
+  });
 }
 
 void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_t C, int64_t S) {
   check(N >= 0 && C >= 0 && S >= 0, "cn_to_nc sizes must be >= 0");
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelGrain)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
+  parallel_chunks(N * C, N * C * S, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t n = j / C, c = j % C;
       const float* s = src + (c * N + n) * S;
       float* d = dst + (n * C + c) * S;
       if (bias) {
@@ -111,16 +113,16 @@ void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_
         std::memcpy(d, s, sizeof(float) * size_t(S));
       }
     }
-  }
+  });
 }
 
 void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S) {
   check(N >= 0 && C >= 0 && S >= 0, "nc_to_cn sizes must be >= 0");
   // Per-(c, n) partial sums, combined per channel in n order below: parallel and deterministic.
   std::vector<double> part(dbias ? size_t(C * N) : 0);
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > kParallelGrain)
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t n = 0; n < N; ++n) {
+  parallel_chunks(C * N, N * C * S, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t c = j / N, n = j % N;
       const float* s = src + (n * C + c) * S;
       float* d = dst + (c * N + n) * S;
       std::memcpy(d, s, sizeof(float) * size_t(S));
@@ -131,7 +133,7 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
         part[size_t(c * N + n)] = acc;
       }
     }
-  }
+  });
   if (dbias) {
     for (int64_t c = 0; c < C; ++c) {
       double acc = 0.0;
@@ -192,54 +194,74 @@ void maxpool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const 
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
   if (g.PH == 0 && g.PW == 0) {
     const MaxPlaneFn plane = maxpool_plane_kernel(g);
-#pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
-    for (int64_t p = 0; p < P; ++p) plane(x + p * HW, y + p * OHW, idx + p * OHW, g);
+    parallel_chunks(P, P * OHW * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) plane(x + p * HW, y + p * OHW, idx + p * OHW, g);
+    });
     return;
   }
-#pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    const float* xp = x + p * HW;
-    float* yp = y + p * OHW;
-    int32_t* ip = idx + p * OHW;
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const int64_t h0 = oh * g.SH - g.PH;
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t w0 = ow * g.SW - g.PW;
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t bi = -1;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t ih = h0 + kh * g.DH;
-          if (ih < 0 || ih >= g.H) continue;
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = w0 + kw * g.DW;
-            if (iw < 0 || iw >= g.W) continue;
-            const float v = xp[ih * g.W + iw];
-            if (bi < 0) bi = ih * g.W + iw;  // a window of -inf still points inside the plane
-            if (v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              bi = ih * g.W + iw;
+  parallel_chunks(P, P * OHW * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xp = x + p * HW;
+      float* yp = y + p * OHW;
+      int32_t* ip = idx + p * OHW;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const int64_t h0 = oh * g.SH - g.PH;
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int64_t w0 = ow * g.SW - g.PW;
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t bi = -1;
+          for (int64_t kh = 0; kh < g.KH; ++kh) {
+            const int64_t ih = h0 + kh * g.DH;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int64_t kw = 0; kw < g.KW; ++kw) {
+              const int64_t iw = w0 + kw * g.DW;
+              if (iw < 0 || iw >= g.W) continue;
+              const float v = xp[ih * g.W + iw];
+              if (bi < 0) bi = ih * g.W + iw;  // a window of -inf still points inside the plane
+              if (v > best || (std::isnan(v) && !std::isnan(best))) {
+                best = v;
+                bi = ih * g.W + iw;
+              }
             }
           }
+          yp[oh * g.OW + ow] = best;
+          ip[oh * g.OW + ow] = int32_t(bi);  // -1: the window lies wholly in the padding
         }
-        yp[oh * g.OW + ow] = best;
-        ip[oh * g.OW + ow] = int32_t(bi < 0 ? 0 : bi);
       }
     }
-  }
+  });
 }
 
 void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P,
                         const Window2d& g) {
   check(P >= 0, "maxpool plane count must be >= 0");
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (P * (HW + OHW) > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    float* dxp = dx + p * HW;
-    const float* dyp = dy + p * OHW;
-    const int32_t* ip = idx + p * OHW;
-    std::memset(dxp, 0, sizeof(float) * size_t(HW));
-    for (int64_t o = 0; o < OHW; ++o) dxp[ip[o]] += dyp[o];
-  }
+  // The indices come from the caller: each must name a pixel of its plane, or be -1 (a window
+  // that lies wholly in the padding, whose gradient goes nowhere). Checked before anything is
+  // written, so a bad index changes nothing.
+  std::atomic<int64_t> bad{-1};
+  parallel_chunks(P * OHW, P * OHW, [&](int64_t lo, int64_t hi) {
+    for (int64_t o = lo; o < hi; ++o)
+      if (idx[o] < -1 || idx[o] >= HW) {
+        int64_t expected = -1;
+        bad.compare_exchange_strong(expected, o);
+        return;
+      }
+  });
+  if (bad.load() >= 0)
+    throw std::invalid_argument("indices: entry " + std::to_string(bad.load()) + " is " +
+                                std::to_string(idx[bad.load()]) + ", outside the input plane of " + std::to_string(HW) +
+                                " pixels (expected -1 <= index < " + std::to_string(HW) + ")");
+  parallel_chunks(P, P * (HW + OHW), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* dxp = dx + p * HW;
+      const float* dyp = dy + p * OHW;
+      const int32_t* ip = idx + p * OHW;
+      std::memset(dxp, 0, sizeof(float) * size_t(HW));
+      for (int64_t o = 0; o < OHW; ++o)
+        if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
+    }
+  });
 }
 
 namespace {
@@ -267,20 +289,21 @@ void avgpool2d_forward(const float* x, float* y, int64_t P, const Window2d& g,
   check(P >= 0, "avgpool plane count must be >= 0");
   check(g.DH == 1 && g.DW == 1, "average pooling has no dilation");
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    const float* xp = x + p * HW;
-    float* yp = y + p * OHW;
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const AvgWin a = avg_window(g, oh, ow, count_include_pad);
-        double s = 0.0;
-        for (int64_t ih = a.h0; ih < a.h1; ++ih)
-          for (int64_t iw = a.w0; iw < a.w1; ++iw) s += double(xp[ih * g.W + iw]);
-        yp[oh * g.OW + ow] = float(s) * a.inv;
+  parallel_chunks(P, P * OHW * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xp = x + p * HW;
+      float* yp = y + p * OHW;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const AvgWin a = avg_window(g, oh, ow, count_include_pad);
+          double s = 0.0;
+          for (int64_t ih = a.h0; ih < a.h1; ++ih)
+            for (int64_t iw = a.w0; iw < a.w1; ++iw) s += double(xp[ih * g.W + iw]);
+          yp[oh * g.OW + ow] = float(s) * a.inv;
+        }
       }
     }
-  }
+  });
 }
 
 void avgpool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g,
@@ -288,20 +311,21 @@ void avgpool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g
   check(P >= 0, "avgpool plane count must be >= 0");
   check(g.DH == 1 && g.DW == 1, "average pooling has no dilation");
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (P * OHW * g.KH * g.KW > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    float* dxp = dx + p * HW;
-    const float* dyp = dy + p * OHW;
-    std::memset(dxp, 0, sizeof(float) * size_t(HW));
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const AvgWin a = avg_window(g, oh, ow, count_include_pad);
-        const float v = dyp[oh * g.OW + ow] * a.inv;
-        for (int64_t ih = a.h0; ih < a.h1; ++ih)
-          for (int64_t iw = a.w0; iw < a.w1; ++iw) dxp[ih * g.W + iw] += v;
+  parallel_chunks(P, P * OHW * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* dxp = dx + p * HW;
+      const float* dyp = dy + p * OHW;
+      std::memset(dxp, 0, sizeof(float) * size_t(HW));
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const AvgWin a = avg_window(g, oh, ow, count_include_pad);
+          const float v = dyp[oh * g.OW + ow] * a.inv;
+          for (int64_t ih = a.h0; ih < a.h1; ++ih)
+            for (int64_t iw = a.w0; iw < a.w1; ++iw) dxp[ih * g.W + iw] += v;
+        }
       }
     }
-  }
+  });
 }
 
 namespace {
@@ -318,51 +342,53 @@ void adaptive_avgpool2d_forward(const float* x, float* y, int64_t P, int64_t H, 
                                 int64_t OH, int64_t OW) {
   check_adaptive(P, H, W, OH, OW);
   const int64_t HW = H * W, OHW = OH * OW;
-#pragma omp parallel for schedule(static) if (P * (HW + OHW) > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    const float* xp = x + p * HW;
-    float* yp = y + p * OHW;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
-        double s = 0.0;
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          const float* row = xp + ih * W;
+  parallel_chunks(P, P * (HW + OHW), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xp = x + p * HW;
+      float* yp = y + p * OHW;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+          double s = 0.0;
+          for (int64_t ih = h0; ih < h1; ++ih) {
+            const float* row = xp + ih * W;
 #pragma omp simd reduction(+ : s)
-          for (int64_t iw = w0; iw < w1; ++iw) s += double(row[iw]);
+            for (int64_t iw = w0; iw < w1; ++iw) s += double(row[iw]);
+          }
+          const int64_t cnt = (h1 - h0) * (w1 - w0);
+          yp[oh * OW + ow] = cnt > 0 ? float(s / double(cnt)) : 0.0f;
         }
-        const int64_t cnt = (h1 - h0) * (w1 - w0);
-        yp[oh * OW + ow] = cnt > 0 ? float(s / double(cnt)) : 0.0f;
       }
     }
-  }
+  });
 }
 
 void adaptive_avgpool2d_backward(const float* dy, float* dx, int64_t P, int64_t H, int64_t W,
                                  int64_t OH, int64_t OW) {
   check_adaptive(P, H, W, OH, OW);
   const int64_t HW = H * W, OHW = OH * OW;
-#pragma omp parallel for schedule(static) if (P * (HW + OHW) > kParallelGrain)
-  for (int64_t p = 0; p < P; ++p) {
-    float* dxp = dx + p * HW;
-    const float* dyp = dy + p * OHW;
-    std::memset(dxp, 0, sizeof(float) * size_t(HW));
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
-        const int64_t cnt = (h1 - h0) * (w1 - w0);
-        if (cnt == 0) continue;
-        const float v = float(double(dyp[oh * OW + ow]) / double(cnt));
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          float* row = dxp + ih * W;
+  parallel_chunks(P, P * (HW + OHW), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* dxp = dx + p * HW;
+      const float* dyp = dy + p * OHW;
+      std::memset(dxp, 0, sizeof(float) * size_t(HW));
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+          const int64_t cnt = (h1 - h0) * (w1 - w0);
+          if (cnt == 0) continue;
+          const float v = float(double(dyp[oh * OW + ow]) / double(cnt));
+          for (int64_t ih = h0; ih < h1; ++ih) {
+            float* row = dxp + ih * W;
 #pragma omp simd
-          for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;
+            for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;
+          }
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace fusetrain

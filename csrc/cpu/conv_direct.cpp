@@ -16,14 +16,13 @@
 // The register tiles (tiles.h) are compiled for AVX-512, AVX2+FMA and portable C++; the widest
 // the CPU supports is picked at run time.
 // reference: torch.nn.functional.conv2d (cross-correlation, zero padding).
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "fusetrain/common.h"
 #include "fusetrain/conv.h"
+#include "fusetrain/parallel.h"
 #include "tiles.h"
 
 namespace fusetrain {
@@ -33,6 +32,8 @@ namespace {
 // Widest tile of any instruction set: the zero tail of a padded image covers its overrun, so the
 // saved-image size does not depend on which kernels this CPU runs.
 constexpr int64_t kMaxNR = 32;
+// Largest outer-product tile of any instruction set (rows x columns) and its row count.
+constexpr int kMaxRows = 16, kMaxTile = 16 * 32;
 
 // A stride-1 convolution seen on padded planes: `in` channels of (Hp, Wp), taps (KH, KW) with
 // dilation (DH, DW), `out` channels of (OH, OW) with OH = Hp - DH*(KH-1), OW = Wp - DW*(KW-1).
@@ -203,17 +204,16 @@ void conv2d_direct_forward(const float* x, const float* w, const float* bias, fl
   const Plan p = forward_plan(C, OC, G, g);
   const std::vector<float> apack = pack_weights(w, p, false);
   const int64_t OHW = g.OH * g.OW;
-#pragma omp parallel if (groups > 1 && N * OC * p.K * OHW > kParallelGrain)
-  {
-    const auto ypad = scratch<float>(p.outp * p.Spr);  // every tile is written
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < groups; ++t) {
-      float* xp = xpad + t * p.img;
-      pad_group(x, t * G, N, G, C, g.H, g.W, g.PH, g.PW, p, xp);
-      conv_group(p, apack.data(), xp, ypad.get());
-      unpad_group(p, ypad.get(), bias, y, t * G, N, G, Wi, g.OH, g.OW);
-    }
-  }
+  const int team = groups > 1 ? threads_for(N * OC * p.K * OHW) : 1;
+  const int64_t ysize = p.outp * p.Spr;
+  const auto ypad = scratch<float>(int64_t(team) * ysize);  // one per worker; every tile is written
+  parallel_tasks(groups, team, [&](int64_t t, int worker) {
+    float* xp = xpad + t * p.img;
+    float* yp = ypad.get() + worker * ysize;
+    pad_group(x, t * G, N, G, C, g.H, g.W, g.PH, g.PW, p, xp);
+    conv_group(p, apack.data(), xp, yp);
+    unpad_group(p, yp, bias, y, t * G, N, G, Wi, g.OH, g.OW);
+  });
 }
 
 void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, float* dx,
@@ -232,33 +232,42 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
   // Weight gradient: outer products over positions on the forward's padded width.
   const bool grads = dw || db;
   const int64_t OCr = round_up(OC, kn.dc), Kr = round_up(K, kn.dr), L = fp.S;
-  const int nt = omp_get_max_threads();
+  // The weight and bias gradients sum over groups: the groups are cut into `parts` fixed runs of
+  // consecutive groups (one per thread), each summed into its own partial, and the partials are
+  // added in part order: the same bits for a given thread count.
+  const int team = groups > 1 ? threads_for(N * OC * K * OHW) : 1;
+  const int parts = int(std::min<int64_t>(groups, team));
+  const int64_t per = (groups + parts - 1) / parts;
   const size_t part_size = size_t(OC * K + OC);
-  std::vector<double> part(grads ? size_t(nt) * part_size : 0, 0.0);
+  std::vector<double> part(grads ? size_t(parts) * part_size : 0, 0.0);
   std::vector<float> zeros(grads ? size_t(L) : 0, 0.0f);
-#pragma omp parallel if (groups > 1 && N * OC * K * OHW > kParallelGrain)
-  {
-    // pad_group writes all of dypad and the tiles all of gpad; dT's padding rows must stay 0
-    const auto dypad = scratch<float>(dx ? bp.img : 0), gpad = scratch<float>(dx ? bp.outp * bp.Spr : 0);
-    std::vector<float> dT(grads ? size_t(L * OCr) : 0, 0.0f), tile(size_t(kn.dr * kn.dc));
-    std::vector<const float*> rows(size_t(kn.dr));
-    double* acc = grads ? part.data() + size_t(omp_get_thread_num()) * part_size : nullptr;
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < groups; ++t) {
+  // Per-worker scratch: pad_group writes all of dypad and the tiles all of gpad; dT's padding rows
+  // must stay 0, so it is zeroed once.
+  const int64_t dysize = dx ? bp.img : 0, gsize = dx ? bp.outp * bp.Spr : 0, dtsize = grads ? L * OCr : 0;
+  const auto dypad = scratch<float>(team * dysize), gpad = scratch<float>(team * gsize);
+  std::vector<float> dTall(size_t(team * dtsize), 0.0f);
+  parallel_tasks(parts, team, [&](int64_t q, int worker) {
+    float* dyp = dypad.get() + worker * dysize;
+    float* gp = gpad.get() + worker * gsize;
+    float* dT = dTall.data() + worker * dtsize;
+    float tile[kMaxTile];
+    const float* rows[kMaxRows];
+    double* acc = grads ? part.data() + size_t(q) * part_size : nullptr;
+    for (int64_t t = q * per; t < std::min(groups, (q + 1) * per); ++t) {
       const int64_t n0 = t * G;
       if (dx) {
-        pad_group(dy, n0, N, G, OC, g.OH, g.OW, QH, QW, bp, dypad.get());
-        conv_group(bp, apack.data(), dypad.get(), gpad.get());
-        unpad_group(bp, gpad.get(), nullptr, dx, n0, N, G, Wq, g.H, g.W);
+        pad_group(dy, n0, N, G, OC, g.OH, g.OW, QH, QW, bp, dyp);
+        conv_group(bp, apack.data(), dyp, gp);
+        unpad_group(bp, gp, nullptr, dx, n0, N, G, Wq, g.H, g.W);
       }
       if (!grads) continue;
-      transpose_dy(dy, n0, N, G, OC, g.OH, g.OW, fp.Wp, Wi, OCr, dT.data(), db ? acc + OC * K : nullptr);
+      transpose_dy(dy, n0, N, G, OC, g.OH, g.OW, fp.Wp, Wi, OCr, dT, db ? acc + OC * K : nullptr);
       if (!dw) continue;
       const float* xp = xpad + t * fp.img;
       for (int64_t k0 = 0; k0 < Kr; k0 += kn.dr) {
-        for (int64_t i = 0; i < kn.dr; ++i) rows[size_t(i)] = k0 + i < K ? xp + fp.off[size_t(k0 + i)] : zeros.data();
+        for (int64_t i = 0; i < kn.dr; ++i) rows[i] = k0 + i < K ? xp + fp.off[size_t(k0 + i)] : zeros.data();
         for (int64_t oc0 = 0; oc0 < OCr; oc0 += kn.dc) {
-          kn.outer(L, rows.data(), dT.data() + oc0, OCr, tile.data());
+          kn.outer(L, rows, dT + oc0, OCr, tile);
           // float per-group partials (L terms each) summed in double across groups
           for (int64_t i = 0; i < kn.dr && k0 + i < K; ++i)
             for (int64_t j = 0; j < kn.dc && oc0 + j < OC; ++j)
@@ -266,12 +275,11 @@ void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, 
         }
       }
     }
-  }
+  });
   if (!grads) return;
-  // Per-thread partials combined in thread order: the same result for the same thread count.
   for (int64_t i = 0; i < OC * K + OC; ++i) {
     double s = 0.0;
-    for (int t = 0; t < nt; ++t) s += part[size_t(t) * part_size + size_t(i)];
+    for (int q = 0; q < parts; ++q) s += part[size_t(q) * part_size + size_t(i)];
     if (i < OC * K) {
       if (dw) dw[i] += float(s);
     } else if (db) {

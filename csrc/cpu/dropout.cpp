@@ -3,15 +3,13 @@
 // offset, so the inner loops are plain contiguous loops the compiler vectorizes.
 #include "fusetrain/dropout.h"
 
-#include <omp.h>
-
 #include <algorithm>
-
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 #include "philox_cpu.h"
 
 namespace fusetrain {
@@ -127,16 +125,17 @@ void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int
   const int64_t F = a.F;
   const float slope = a.slope, scale = a.scale, inv_scale = a.inv_scale;
   const uint32_t thr = a.thr;
-  const int nt = omp_get_max_threads();
-  std::vector<double> part(dbias ? size_t(nt) * size_t(F) : 0, 0.0);
+  // dbias: fixed parts (contiguous runs of tiles), each with its own partial column sums, added
+  // in part order: the same bits for any thread count.
   const int64_t tiles = (n + kMaskTile - 1) / kMaskTile;
-#pragma omp parallel if (n > kParallelGrain)
-  {
-    double* acc = dbias ? part.data() + size_t(omp_get_thread_num()) * size_t(F) : nullptr;
+  const int parts = dbias ? reduction_parts(tiles) : int(std::min<int64_t>(tiles, 4 * int64_t(threads_for(n))));
+  const int64_t per = (tiles + parts - 1) / parts;
+  std::vector<double> part(dbias ? size_t(parts) * size_t(F) : 0, 0.0);
+  parallel_tasks(parts, threads_for(n), [&](int64_t q, int) {
+    double* acc = dbias ? part.data() + size_t(q) * size_t(F) : nullptr;
     alignas(64) uint32_t words[kMaskTile];
     alignas(64) uint8_t kb[kMaskTile + 8];
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
+    for (int64_t t = q * per; t < std::min(tiles, (q + 1) * per); ++t) {
       int64_t e0 = t * kMaskTile, e1 = e0 + kMaskTile < n ? e0 + kMaskTile : n;
       if constexpr (kMask == 3) philox_words(words, uint64_t(e0), e1 - e0, a.seed, a.offset);
       if constexpr (kMask == 2) unpack_bits(bits, e0, e1, kb);
@@ -155,11 +154,11 @@ void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int
         e = end;
       }
     }
-  }
-  if (dbias) {  // fixed-order combination of the per-thread partials
+  });
+  if (dbias) {  // fixed-order combination of the per-part partials
     for (int64_t c = 0; c < F; ++c) {
       double s = 0.0;
-      for (int t = 0; t < nt; ++t) s += part[size_t(t) * size_t(F) + size_t(c)];
+      for (int q = 0; q < parts; ++q) s += part[size_t(q) * size_t(F) + size_t(c)];
       dbias[c] += float(s);
     }
   }

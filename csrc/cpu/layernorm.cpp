@@ -1,14 +1,14 @@
 // Layer normalization (CPU): rows are independent; each row's statistics in double (two passes
-// over a row that sits in cache). Parameter gradients use per-thread {threads, D} partials
-// combined in thread order. reference: torch.nn.functional.layer_norm.
+// over a row that sits in cache). Parameter gradients use {parts, D} partials over fixed runs
+// of rows, combined in part order. reference: torch.nn.functional.layer_norm.
 #include "fusetrain/layernorm.h"
 
-#include <omp.h>
-
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 
 namespace fusetrain {
 
@@ -16,48 +16,48 @@ void layernorm_forward(const float* x, const float* w, const float* b, float* y,
                        float* rstd, int64_t N, int64_t D, double eps) {
   check(N >= 0 && D >= 0, "layernorm sizes must be >= 0");
   if (D == 0) return;
-#pragma omp parallel for schedule(static) if (N * D > kParallelGrain)
-  for (int64_t r = 0; r < N; ++r) {
-    const float* xr = x + r * D;
-    float* yr = y + r * D;
-    double s = 0.0;
+  parallel_chunks(N, N * D, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * D;
+      float* yr = y + r * D;
+      double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < D; ++i) s += double(xr[i]);
-    const double mu = s / double(D);
-    double q = 0.0;
+      for (int64_t i = 0; i < D; ++i) s += double(xr[i]);
+      const double mu = s / double(D);
+      double q = 0.0;
 #pragma omp simd reduction(+ : q)
-    for (int64_t i = 0; i < D; ++i) {
-      double d = double(xr[i]) - mu;
-      q += d * d;
-    }
-    const double rs = 1.0 / std::sqrt(q / double(D) + eps);
-    mean[r] = float(mu);
-    rstd[r] = float(rs);
-    const float m = float(mu), is = float(rs);
-    if (w) {
+      for (int64_t i = 0; i < D; ++i) {
+        double d = double(xr[i]) - mu;
+        q += d * d;
+      }
+      const double rs = 1.0 / std::sqrt(q / double(D) + eps);
+      mean[r] = float(mu);
+      rstd[r] = float(rs);
+      const float m = float(mu), is = float(rs);
+      if (w) {
 #pragma omp simd
-      for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - m) * is * w[i] + b[i];
-    } else {
+        for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - m) * is * w[i] + b[i];
+      } else {
 #pragma omp simd
-      for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - m) * is;
+        for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - m) * is;
+      }
     }
-  }
+  });
 }
 
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean,
                         const float* rstd, float* dx, float* dw, float* db, int64_t N, int64_t D) {
   check(N >= 0 && D >= 0, "layernorm sizes must be >= 0");
   if (D == 0) return;
-  const int nt = omp_get_max_threads();
   const bool params = dw || db;
-  std::vector<double> part(params ? size_t(nt) * size_t(2 * D) : 0, 0.0);
-#pragma omp parallel if (N * D > kParallelGrain)
-  {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    double* pw = params ? part.data() + size_t(t) * size_t(2 * D) : nullptr;
+  // Rows in fixed parts, each with its own {2D} parameter partials, combined in part order.
+  const int parts = reduction_parts(N);
+  const int64_t per = (N + parts - 1) / parts;
+  std::vector<double> part(params ? size_t(parts) * size_t(2 * D) : 0, 0.0);
+  parallel_tasks(parts, threads_for(N * D), [&](int64_t q, int) {
+    double* pw = params ? part.data() + size_t(q) * size_t(2 * D) : nullptr;
     double* pb = params ? pw + D : nullptr;
-    Range rr = split_range(N, t, T, 1);
-    for (int64_t r = rr.begin; r < rr.end; ++r) {
+    for (int64_t r = q * per; r < std::min(N, (q + 1) * per); ++r) {
       const float* xr = x + r * D;
       const float* gr = dy + r * D;
       float* dr = dx + r * D;
@@ -86,13 +86,13 @@ void layernorm_backward(const float* dy, const float* x, const float* w, const f
         dr[i] = is * (g - a - xh * bx);
       }
     }
-  }
+  });
   if (params) {
     for (int64_t i = 0; i < D; ++i) {
       double sw = 0.0, sb = 0.0;
-      for (int t = 0; t < nt; ++t) {
-        sw += part[size_t(t) * size_t(2 * D) + size_t(i)];
-        sb += part[size_t(t) * size_t(2 * D) + size_t(D + i)];
+      for (int q = 0; q < parts; ++q) {
+        sw += part[size_t(q) * size_t(2 * D) + size_t(i)];
+        sb += part[size_t(q) * size_t(2 * D) + size_t(D + i)];
       }
       if (dw) dw[i] += float(sw);
       if (db) db[i] += float(sb);

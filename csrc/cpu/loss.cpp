@@ -3,31 +3,41 @@
 #include "fusetrain/loss.h"
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 
 namespace fusetrain {
 
 double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
                     int64_t K, double grad_scale) {
   check(N >= 0 && K >= 1, "softmax_xent needs N >= 0 and K >= 1");
-  double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (N * K > kParallelGrain)
-  for (int64_t r = 0; r < N; ++r) {
-    const float* z = logits + r * K;
-    float mx = z[0];
-    for (int64_t k = 1; k < K; ++k) mx = z[k] > mx ? z[k] : mx;
-    double s = 0.0;
-    for (int64_t k = 0; k < K; ++k) s += std::exp(double(z[k]) - double(mx));
-    const int64_t y = labels[r];
-    total += std::log(s) - (double(z[y]) - double(mx));
-    if (dlogits) {
-      float* g = dlogits + r * K;
-      const double inv = grad_scale / s;
-      for (int64_t k = 0; k < K; ++k) g[k] = float(std::exp(double(z[k]) - double(mx)) * inv);
-      g[y] = float(double(g[y]) - grad_scale);
+  for (int64_t r = 0; r < N; ++r)
+    check(labels[r] >= 0 && labels[r] < K, "label " + std::to_string(labels[r]) + " of row " + std::to_string(r) +
+                                               " is outside [0, " + std::to_string(K) + ")");
+  // Per-row losses summed in row order afterwards: the same total for any thread count.
+  std::vector<double> row_loss(static_cast<size_t>(N));
+  parallel_chunks(N, N * K, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* z = logits + r * K;
+      float mx = z[0];
+      for (int64_t k = 1; k < K; ++k) mx = z[k] > mx ? z[k] : mx;
+      double s = 0.0;
+      for (int64_t k = 0; k < K; ++k) s += std::exp(double(z[k]) - double(mx));
+      const int64_t y = labels[r];
+      row_loss[size_t(r)] = std::log(s) - (double(z[y]) - double(mx));
+      if (dlogits) {
+        float* g = dlogits + r * K;
+        const double inv = grad_scale / s;
+        for (int64_t k = 0; k < K; ++k) g[k] = float(std::exp(double(z[k]) - double(mx)) * inv);
+        g[y] = float(double(g[y]) - grad_scale);
+      }
     }
-  }
+  });
+  double total = 0.0;
+  for (const double v : row_loss) total += v;
   return total;
 }
 

@@ -4,12 +4,12 @@
 // bitwise the same for any thread count and any run.
 #include "fusetrain/norm.h"
 
-#include <omp.h>
-
+#include <atomic>
 #include <cmath>
 #include <vector>
 
 #include "fusetrain/common.h"
+#include "fusetrain/parallel.h"
 
 namespace fusetrain {
 namespace {
@@ -44,19 +44,20 @@ double block_reduce(const float* __restrict x, int64_t n, double p) {
 template <int kKind>
 double blocked(const float* x, int64_t n, double p) {
   const int64_t nb = (n + kNormBlock - 1) / kNormBlock;
-  std::vector<double> part(nb);
-#pragma omp parallel for schedule(static) if (nb > 1)
-  for (int64_t b = 0; b < nb; ++b) {
+  std::vector<double> part(static_cast<size_t>(nb));
+  parallel_tasks(nb, nb > 1 ? num_threads() : 1, [&](int64_t b, int) {
     int64_t lo = b * kNormBlock, hi = lo + kNormBlock < n ? lo + kNormBlock : n;
-    part[b] = block_reduce<kKind>(x + lo, hi - lo, p);
-  }
+    part[size_t(b)] = block_reduce<kKind>(x + lo, hi - lo, p);
+  });
   double total = 0.0;
-  for (int64_t b = 0; b < nb; ++b) {
+  for (const double v : part) {
     if constexpr (kKind == 2) {
-      if (std::isnan(part[b]) || std::isnan(total)) total = NAN;
-      else total = part[b] > total ? part[b] : total;
+      if (std::isnan(v) || std::isnan(total))
+        total = NAN;
+      else
+        total = v > total ? v : total;
     } else {
-      total += part[b];
+      total += v;
     }
   }
   return total;
@@ -74,16 +75,15 @@ double pow_sum(const float* x, int64_t n, double p) {
   return blocked<3>(x, n, p);
 }
 
-void scale_inplace(float* __restrict x, int64_t n, float s) {
-  check_size(n, "n");
-#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+namespace {
+
+void scale_run(float* __restrict x, int64_t n, float s) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-void clamp_inplace(float* __restrict x, int64_t n, float lo, float hi) {
-  check_size(n, "n");
-  check(lo <= hi, "clamp needs lo <= hi");
-#pragma omp parallel for simd schedule(static) if (n > kParallelGrain)
+void clamp_run(float* __restrict x, int64_t n, float lo, float hi) {
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float v = x[i];
     v = v < lo ? lo : v;
@@ -91,12 +91,32 @@ void clamp_inplace(float* __restrict x, int64_t n, float lo, float hi) {
   }
 }
 
-int64_t count_nonfinite(const float* __restrict x, int64_t n) {
-  check_size(n, "n");
+int64_t nonfinite_run(const float* __restrict x, int64_t n) {
   int64_t bad = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : bad) if (n > kParallelGrain)
+#pragma omp simd reduction(+ : bad)
   for (int64_t i = 0; i < n; ++i) bad += std::isfinite(x[i]) ? 0 : 1;
   return bad;
+}
+
+}  // namespace
+
+void scale_inplace(float* x, int64_t n, float s) {
+  check_size(n, "n");
+  parallel_for(n, [=](int64_t lo, int64_t hi) { scale_run(x + lo, hi - lo, s); });
+}
+
+void clamp_inplace(float* x, int64_t n, float lo, float hi) {
+  check_size(n, "n");
+  check(lo <= hi, "clamp needs lo <= hi");
+  parallel_for(n, [=](int64_t a, int64_t b) { clamp_run(x + a, b - a, lo, hi); });
+}
+
+int64_t count_nonfinite(const float* x, int64_t n) {
+  check_size(n, "n");
+  std::atomic<int64_t> bad{0};
+  parallel_for(
+      n, [&](int64_t lo, int64_t hi) { bad.fetch_add(nonfinite_run(x + lo, hi - lo), std::memory_order_relaxed); });
+  return bad.load();
 }
 
 }  // namespace fusetrain

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "fusetrain/parallel.h"
 #include "fusetrain/philox.h"
 
 namespace fusetrain {
@@ -83,16 +84,14 @@ constexpr int64_t kMaskTile = 1024;
 template <class Fn>
 void for_each_mask_tile(int64_t n, bool with_words, uint64_t seed, uint64_t offset, Fn&& fn) {
   const int64_t tiles = (n + kMaskTile - 1) / kMaskTile;
-#pragma omp parallel if (n > kParallelGrain)
-  {
+  parallel_chunks(tiles, n, [&](int64_t t0, int64_t t1) {
     alignas(64) uint32_t words[kMaskTile];
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
       int64_t e0 = t * kMaskTile, e1 = e0 + kMaskTile < n ? e0 + kMaskTile : n;
       if (with_words) philox_words(words, uint64_t(e0), e1 - e0, seed, offset);
       fn(e0, e1, with_words ? static_cast<const uint32_t*>(words) : nullptr);
     }
-  }
+  });
 }
 
 }  // namespace fusetrain

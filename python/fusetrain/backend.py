@@ -6,18 +6,6 @@ NumPy twins for comparison: ``fusetrain.backend.set_backend("numpy")`` or ``with
 from __future__ import annotations
 
 import contextlib
-import os
-
-# How idle OpenMP threads wait between kernels. A training step is dozens of short parallel
-# kernels back to back (the GEMMs and convolutions included: they are ours, not OpenBLAS's), and
-# waking a sleeping thread costs ~90 us per kernel on the VMs we measured, so the threads spin for
-# a bounded while (2M pause iterations: ~50 ms on a Zen 4) before they sleep: the MLP benchmark's
-# step took 13.1-14.1 ms with passive waiting and 10.6-11.6 ms with spinning threads.
-# libgomp reads these once, when it is first loaded (by _core just below), so a user's own setting
-# of either variable wins, and so does a libgomp some other package loaded earlier.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
-    os.environ["GOMP_SPINCOUNT"] = "2000000"
 
 try:
     from . import _core  # noqa: F401  (C++/OpenMP kernels, always built by `pip install .`)

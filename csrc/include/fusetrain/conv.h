@@ -70,7 +70,8 @@ const char* conv2d_direct_isa();
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,
                            int64_t N, int64_t C, int64_t OC, const Window2d& g);
 // dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C, KH, KW) and db (OC,) accumulate
-// (+=, skipped when null). Weight and bias sums are per-thread partials combined in thread order.
+// (+=, skipped when null). Weight and bias sums are partials over fixed runs of images (one run per thread)
+// combined in run order: the same bits for a given thread count.
 void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, float* dx,
                             float* dw, float* db, int64_t N, int64_t C, int64_t OC,
                             const Window2d& g);
