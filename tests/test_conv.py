@@ -25,6 +25,17 @@ CONV2D_CASES = [
     (2, 2, 5, 5, 3, 3, 1, 3, 1, 1),
     (5, 32, 8, 8, 32, 3, 1, 1, 1, 1),
     (23, 3, 5, 6, 4, 3, 1, 1, 1, 1),  # small images convolved in groups of 3: a partial last group
+    # strided, dilated, grouped and depthwise: stride-phase packs, the scatter input gradient
+    (3, 16, 9, 11, 32, 3, 2, 1, 1, 1),  # ResNet-style stride-2 3x3 on odd sizes
+    (4, 16, 8, 8, 32, 1, 2, 0, 1, 1),  # 1x1 stride-2 projection: one stride phase of four
+    (2, 5, 12, 10, 7, 3, 2, 2, 2, 1),  # stride 2 with dilation 2 and padding 2
+    (3, 6, 13, 9, 4, (3, 2), (3, 2), (1, 1), (1, 2), 2),  # rectangular stride 3x2, groups 2
+    (2, 8, 9, 9, 8, 3, 1, 1, 1, 8),  # depthwise 3x3
+    (5, 12, 10, 7, 12, 3, 2, 1, 1, 12),  # depthwise stride 2, odd width
+    (1, 3, 7, 7, 6, 3, 1, 2, 2, 3),  # depthwise with multiplier 2, dilation 2, batch 1
+    (2, 4, 6, 6, 4, 3, 1, 3, 1, 4),  # depthwise with padding above D*(K-1)
+    (3, 17, 5, 5, 19, 1, 1, 0, 1, 1),  # 1x1 stride 1, channel counts off the vector width
+    (2, 3, 6, 6, 4, 3, 1, 2, 1, 1),  # stride 1 but padding above D*(K-1): the scatter path
 ]
 CONV1D_CASES = [  # (N, C, L, OC, k, stride, padding, dilation, groups)
     (3, 1, 40, 8, 5, 1, 2, 1, 1),
@@ -32,6 +43,9 @@ CONV1D_CASES = [  # (N, C, L, OC, k, stride, padding, dilation, groups)
     (2, 4, 17, 6, 3, 2, 1, 2, 2),
     (1, 3, 7, 5, 7, 1, 3, 1, 1),
     (4, 6, 23, 9, 4, 3, 0, 1, 3),
+    (100, 1, 40, 32, 5, 2, 1, 1, 1),  # the MNIST-1D strided CNN's layers
+    (100, 32, 19, 32, 3, 2, 1, 1, 1),
+    (7, 10, 15, 10, 3, 2, 1, 2, 10),  # depthwise, strided and dilated
 ]
 
 
@@ -73,24 +87,22 @@ def test_conv2d_op_matches_float64_twin(case, bias):
         assert_close(gb, rdb - 0.25, rtol=1e-5, atol=1e-4, name="db")
 
 
-@pytest.mark.parametrize("case,direct", [((2, 3, 7, 9, 5, 3, 1, 1, 1, 1), True),
-                                         ((1, 2, 9, 9, 6, 3, 1, 2, 1, 1), True),
-                                         ((2, 2, 5, 5, 3, 3, 1, 3, 1, 1), False),  # padding > D*(K-1)
-                                         ((2, 6, 8, 8, 9, 3, 2, 2, 1, 3), False)])  # stride 2, groups 3
-def test_conv2d_path_choice(case, direct):
-    # The direct kernels save the zero-padded images (N, per-image size) instead of the column
-    # matrix; the cases above must really run the path they are meant to cover.
+@pytest.mark.parametrize("case", [(2, 3, 7, 9, 5, 3, 1, 1, 1, 1), (2, 2, 5, 5, 3, 3, 1, 3, 1, 1),
+                                  (2, 6, 8, 8, 9, 3, 2, 2, 1, 3), (2, 8, 9, 9, 8, 3, 2, 1, 1, 8)])
+def test_conv2d_saves_packs_not_columns(case):
+    # Every fused CPU convolution (any stride, padding, groups) saves the zero-padded input packs
+    # (packs of images, per-pack size) and needs no workspace; the NumPy twin keeps the column matrix.
     N, C, H, W, OC, k, s, p, d, g = case
     col_shape, work_shape = ops.conv2d_buffer_shapes((N, C, H, W), (OC, C // g, k, k), stride=s, padding=p,
                                                      dilation=d, groups=g)
-    if direct:
-        groups, size = col_shape
-        assert work_shape is None and 1 <= groups <= N and groups * size >= N * C * (H + 2 * p) * (W + 2 * p)
-    else:
-        assert col_shape == (C * k * k, N * ((H + 2 * p - d * (k - 1) - 1) // s + 1) ** 2)
-    with use_backend("numpy"):  # the NumPy twins always use the column matrix
-        assert ops.conv2d_buffer_shapes((N, C, H, W), (OC, C // g, k, k), stride=s, padding=p, dilation=d,
-                                        groups=g)[1] is not None
+    packs, size = col_shape
+    assert work_shape is None and 1 <= packs <= N and packs * size >= N * C * (H + 2 * p) * (W + 2 * p) // (s * s)
+    with use_backend("numpy"):
+        col_shape, work_shape = ops.conv2d_buffer_shapes((N, C, H, W), (OC, C // g, k, k), stride=s, padding=p,
+                                                         dilation=d, groups=g)
+        OH, OW = ((n + 2 * p - d * (k - 1) - 1) // s + 1 for n in (H, W))
+        assert col_shape == (C * k * k, N * OH * OW)
+        assert work_shape is not None
 
 
 def test_conv2d_skips_input_grad_and_reuses_buffers():

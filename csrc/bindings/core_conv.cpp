@@ -13,6 +13,11 @@ fusetrain::Window2d window(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t
   return g;
 }
 
+void check_groups(int64_t N, int64_t C, int64_t OC, int64_t groups) {
+  fusetrain::check(N >= 0 && C >= 1 && OC >= 1 && groups >= 1, "N must be >= 0, C, OC and groups >= 1");
+  fusetrain::check(C % groups == 0 && OC % groups == 0, "C and OC must be divisible by groups");
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -37,44 +42,47 @@ void bind_conv(py::module_& m) {
     fusetrain::col2im2d(cp, dxp, N, C, g);
   });
   m.def("conv2d_direct_isa", []() { return std::string(fusetrain::conv2d_direct_isa()); });
-  m.def("conv2d_direct_saved_shape", [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
-                                         int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
+  m.def("conv2d_direct_saved_shape", [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH,
+                                        int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
     fusetrain::check(N >= 0 && C >= 1, "N must be >= 0 and C >= 1");
-    int64_t groups = 0, size = 0;
-    fusetrain::conv2d_direct_saved_shape(N, C, window(H, W, KH, KW, 1, 1, PH, PW, DH, DW), groups, size);
-    return py::make_tuple(groups, size);
+    int64_t packs = 0, size = 0;
+    fusetrain::conv2d_direct_saved_shape(N, C, window(H, W, KH, KW, SH, SW, PH, PW, DH, DW), packs, size);
+    return py::make_tuple(packs, size);
   });
-  m.def("conv2d_direct_forward", [](py::object x, py::object w, py::object bias, py::object y, py::object xpad,
-                                     int64_t N, int64_t C, int64_t OC, int64_t H, int64_t W, int64_t KH, int64_t KW,
-                                     int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
-    fusetrain::check(N >= 0 && C >= 1 && OC >= 1, "N must be >= 0, C and OC >= 1");
-    const auto g = window(H, W, KH, KW, 1, 1, PH, PW, DH, DW);
-    int64_t groups = 0, img = 0;
-    fusetrain::conv2d_direct_saved_shape(N, C, g, groups, img);
-    const float* xp = array_ptr<float>(x, "x", N * C * H * W, false);
-    const float* wp = array_ptr<float>(w, "weight", OC * C * KH * KW, false);
-    const float* bp = array_ptr<float>(bias, "bias", OC, false, true);
-    float* yp = array_ptr<float>(y, "out", N * OC * g.OH * g.OW, true);
-    float* sp = array_ptr<float>(xpad, "saved", groups * img, true);
-    py::gil_scoped_release nogil;
-    fusetrain::conv2d_direct_forward(xp, wp, bp, yp, sp, N, C, OC, g);
-  });
-  m.def("conv2d_direct_backward", [](py::object dy, py::object xpad, py::object w, py::object dx, py::object dw,
-                                      py::object db, int64_t N, int64_t C, int64_t OC, int64_t H, int64_t W,
-                                      int64_t KH, int64_t KW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
-    fusetrain::check(N >= 0 && C >= 1 && OC >= 1, "N must be >= 0, C and OC >= 1");
-    const auto g = window(H, W, KH, KW, 1, 1, PH, PW, DH, DW);
-    int64_t groups = 0, img = 0;
-    fusetrain::conv2d_direct_saved_shape(N, C, g, groups, img);
-    const float* dyp = array_ptr<float>(dy, "grad_out", N * OC * g.OH * g.OW, false);
-    const float* sp = array_ptr<float>(xpad, "saved", groups * img, false);
-    const float* wp = array_ptr<float>(w, "weight", OC * C * KH * KW, false);
-    float* dxp = array_ptr<float>(dx, "grad_input", N * C * H * W, true, true);
-    float* dwp = array_ptr<float>(dw, "grad_weight", OC * C * KH * KW, true, true);
-    float* dbp = array_ptr<float>(db, "grad_bias", OC, true, true);
-    py::gil_scoped_release nogil;
-    fusetrain::conv2d_direct_backward(dyp, sp, wp, dxp, dwp, dbp, N, C, OC, g);
-  });
+  m.def("conv2d_direct_forward",
+        [](py::object x, py::object w, py::object bias, py::object y, py::object xpad, int64_t N, int64_t C, int64_t OC,
+           int64_t groups, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+           int64_t DH, int64_t DW) {
+          check_groups(N, C, OC, groups);
+          const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+          int64_t packs = 0, img = 0;
+          fusetrain::conv2d_direct_saved_shape(N, C, g, packs, img);
+          const float* xp = array_ptr<float>(x, "x", N * C * H * W, false);
+          const float* wp = array_ptr<float>(w, "weight", OC * (C / groups) * KH * KW, false);
+          const float* bp = array_ptr<float>(bias, "bias", OC, false, true);
+          float* yp = array_ptr<float>(y, "out", N * OC * g.OH * g.OW, true);
+          float* sp = array_ptr<float>(xpad, "saved", packs * img, true);
+          py::gil_scoped_release nogil;
+          fusetrain::conv2d_direct_forward(xp, wp, bp, yp, sp, N, C, OC, groups, g);
+        });
+  m.def("conv2d_direct_backward",
+        [](py::object dy, py::object xpad, py::object w, py::object dx, py::object dw, py::object db, int64_t N,
+           int64_t C, int64_t OC, int64_t groups, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+           int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
+          check_groups(N, C, OC, groups);
+          const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+          int64_t packs = 0, img = 0;
+          fusetrain::conv2d_direct_saved_shape(N, C, g, packs, img);
+          const int64_t wsize = OC * (C / groups) * KH * KW;
+          const float* dyp = array_ptr<float>(dy, "grad_out", N * OC * g.OH * g.OW, false);
+          const float* sp = array_ptr<float>(xpad, "saved", packs * img, false);
+          const float* wp = array_ptr<float>(w, "weight", wsize, false);
+          float* dxp = array_ptr<float>(dx, "grad_input", N * C * H * W, true, true);
+          float* dwp = array_ptr<float>(dw, "grad_weight", wsize, true, true);
+          float* dbp = array_ptr<float>(db, "grad_bias", OC, true, true);
+          py::gil_scoped_release nogil;
+          fusetrain::conv2d_direct_backward(dyp, sp, wp, dxp, dwp, dbp, N, C, OC, groups, g);
+        });
   m.def("cn_to_nc", [](py::object src, py::object bias, py::object dst, int64_t N, int64_t C, int64_t S) {
     fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
     const float* sp = array_ptr<float>(src, "src", N * C * S, false);

@@ -1,11 +1,10 @@
-// Convolution helpers (im2col / col2im, layout moves with a fused bias) and pooling kernels.
-// Convolution = im2col + one BLAS GEMM per group (done by the caller with numpy.matmul); these
-// kernels do everything around the GEMM. 1-D ops are the 2-D ones with H = 1, KH = 1.
+// Convolution and pooling kernels. 1-D ops are the 2-D ones with H = 1, KH = 1. Images x are
+// (N, C, H, W) row-major.
 //
-// Layouts: images x are (N, C, H, W) row-major. The column matrix is laid out
-// (C*KH*KW, N*OH*OW) -- row r = (c, kh, kw), column = (n, oh, ow) -- so that a convolution's
-// forward, weight gradient and input gradient are each a single large GEMM over the whole batch
-// (W (OC, C*KH*KW) @ col gives the output in (OC, N*OH*OW) "channel-major" order).
+// On the CPU a convolution runs whole in conv2d_direct_* (no column matrix, no BLAS). The im2col /
+// col2im and layout-move helpers serve the GPU path (im2col + cuBLAS) and the tests: the column
+// matrix is (C*KH*KW, N*OH*OW) -- row r = (c, kh, kw), column = (n, oh, ow) -- so that forward,
+// weight gradient and input gradient are each one GEMM over the whole batch.
 // Output sizes follow PyTorch: OH = (H + 2*PH - DH*(KH-1) - 1) / SH + 1 (floor).
 // Gradient convention: input gradients are overwritten (=), parameter gradients accumulate (+=).
 // reference: torch.nn.functional.conv2d / unfold / fold, max_pool2d, avg_pool2d,
@@ -59,22 +58,22 @@ void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_
 // (summed in double). Used for dy before the weight/input-gradient GEMMs.
 void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S);
 
-// Direct convolution (csrc/cpu/conv_direct.cpp): stride 1, one group, padding <= D*(K-1) in both
-// dimensions. Instead of a column matrix the forward keeps the input zero-padded, small images
-// side by side in groups: xpad (groups, size) floats from conv2d_direct_saved_shape, written by the
-// forward, read by the backward. x (N, C, H, W), w (OC, C, KH, KW), bias (OC,) or null,
-// y (N, OC, OH, OW).
-void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t& groups, int64_t& size);
-// Instruction set of the direct kernels picked for this CPU: "avx512", "avx2" or "portable".
+// Convolution (csrc/cpu/conv2d.cpp), any stride, padding, dilation and group count, on the
+// register tiles; groups == C runs a depthwise kernel. The forward keeps the input zero-padded and
+// split by stride phase, small images side by side in packs: `saved` (packs, size) floats from
+// conv2d_direct_saved_shape, written by the forward, read by the backward. x (N, C, H, W),
+// w (OC, C/groups, KH, KW), bias (OC,) or null, y (N, OC, OH, OW).
+void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t& packs, int64_t& size);
+// Instruction set of the register tiles picked for this CPU: "avx512", "avx2" or "portable".
 const char* conv2d_direct_isa();
-void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* xpad,
-                           int64_t N, int64_t C, int64_t OC, const Window2d& g);
-// dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C, KH, KW) and db (OC,) accumulate
-// (+=, skipped when null). Weight and bias sums are partials over fixed runs of images (one run per thread)
-// combined in run order: the same bits for a given thread count.
-void conv2d_direct_backward(const float* dy, const float* xpad, const float* w, float* dx,
-                            float* dw, float* db, int64_t N, int64_t C, int64_t OC,
-                            const Window2d& g);
+void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* saved, int64_t N,
+                           int64_t C, int64_t OC, int64_t groups, const Window2d& g);
+// dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C/groups, KH, KW) and db (OC,)
+// accumulate (+=, skipped when null). Weight and bias sums are partials over fixed runs of images
+// (one run per thread; per channel for depthwise) combined in order: the same bits for a given
+// thread count (any thread count for depthwise).
+void conv2d_direct_backward(const float* dy, const float* saved, const float* w, float* dx, float* dw, float* db,
+                            int64_t N, int64_t C, int64_t OC, int64_t groups, const Window2d& g);
 
 // Max pooling over P = N*C planes. y: (P, OH, OW); idx: (P, OH, OW) flat index ih*W + iw of the
 // chosen input (PyTorch's convention); the first NaN wins, ties keep the first. Padding is -inf.

@@ -1,7 +1,12 @@
-"""Convolution and pooling ops on (N, C, L) and (N, C, H, W) arrays. A convolution is im2col (C++
-or CUDA) + one matmul per group (OpenBLAS for numpy, cuBLAS for cupy arrays) + a layout move with
-the bias fused; backward reuses the forward's column matrix. Pooling runs whole in C++ or CUDA.
-Definitions follow torch.nn.functional."""
+"""Convolution and pooling ops on (N, C, L) and (N, C, H, W) arrays; definitions follow
+torch.nn.functional.
+
+On host arrays a convolution of any stride, padding, dilation and group count runs whole in C++
+(csrc/cpu/conv2d.cpp: register tiles reading a zero-padded, stride-phase-split copy of the input,
+which the forward saves for the backward; a depthwise kernel when groups == channels), on
+fusetrain's thread pool, with no BLAS call. On CuPy arrays it is im2col (CUDA) + one cuBLAS matmul
+per group + a layout move with the bias fused; the backward reuses the forward's column matrix.
+The NumPy twin is im2col + numpy.matmul. Pooling runs whole in C++ or CUDA."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,37 +71,32 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
     return N, Cin, H, W, OC, Cg, KH, KW, OH, OW
 
 
-def _direct(geom, stride, padding, dilation, groups, x=None) -> bool:
-    """Whether the direct (implicit-GEMM) kernels run this convolution: stride 1, one group and
-    padding <= dilation*(kernel-1) (so the input gradient is a plain padded convolution), on the
-    fused CPU backend (x, when given, is not a cupy array). Other convolutions run im2col + GEMM."""
-    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
-    return (not use_numpy() and groups == 1 and stride == (1, 1) and N > 0
-            and padding[0] <= dilation[0] * (KH - 1) and padding[1] <= dilation[1] * (KW - 1)
-            and (x is None or not C.is_cuda_array(x)))
+def _direct(x=None) -> bool:
+    """Whether the C++ convolution kernels run (the fused backend on host arrays; x, when given, is
+    not a CuPy array). Otherwise: im2col + matmul on CuPy arrays, or the NumPy twin."""
+    return not use_numpy() and (x is None or not C.is_cuda_array(x))
 
 
-def _direct_saved_shape(geom, padding, dilation) -> tuple:
-    """(groups, size): the zero-padded input the direct forward saves for its backward."""
+def _direct_saved_shape(geom, stride, padding, dilation) -> tuple:
+    """(packs, size): the zero-padded, phase-split input the C++ forward saves for its backward."""
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
-    return tuple(core().conv2d_direct_saved_shape(N, Cin, H, W, KH, KW, *padding, *dilation))
+    return tuple(core().conv2d_direct_saved_shape(N, Cin, H, W, KH, KW, *stride, *padding, *dilation))
 
 
 def conv2d_buffer_shapes(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1, like=None) -> tuple:
     """(col shape, workspace shape or None) of conv2d_forward/backward, to allocate them once.
 
-    col is what the forward saves for the backward: on the direct path the zero-padded input
-    (groups of small images side by side: (groups, size)), with no workspace; on the im2col path
-    the column matrix (C*KH*KW, N*OH*OW) and an (OC, N*OH*OW) workspace. like: an array on the
-    device that will run the convolution (e.g. x); cupy arrays always take the im2col path. None
-    means numpy arrays."""
+    col is what the forward saves for the backward: for the C++ kernels the zero-padded input (packs
+    of small images side by side: (packs, size)), with no workspace; on the im2col path (CuPy
+    arrays, the NumPy twin) the column matrix (C*KH*KW, N*OH*OW) and an (OC, N*OH*OW) workspace.
+    like: an array on the device that will run the convolution (e.g. x); None means numpy arrays."""
     stride = _ints(stride, 2, "stride", 1)
     padding = _ints(padding, 2, "padding", 0)
     dilation = _ints(dilation, 2, "dilation", 1)
     geom = _conv_geometry(tuple(x_shape), tuple(weight_shape), stride, padding, dilation, groups)
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
-    if _direct(geom, stride, padding, dilation, groups, like):
-        return _direct_saved_shape(geom, padding, dilation), None
+    if _direct(like):
+        return _direct_saved_shape(geom, stride, padding, dilation), None
     return (Cin * KH * KW, N * OH * OW), (OC, N * OH * OW)
 
 
@@ -117,10 +117,10 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
                    col=None, workspace=None):
     """Returns (y, col). x (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) or None.
 
-    col is what conv2d_backward needs (shape: conv2d_buffer_shapes): the zero-padded input on the
-    direct path (stride 1, one group), else the column matrix (C*KH*KW, N*OH*OW), which backward
-    overwrites (it doubles as the input-gradient scratch); run one backward per forward. out, col
-    and workspace ((OC, N*OH*OW) scratch of the im2col path) may be passed to reuse buffers.
+    col is what conv2d_backward needs (shape: conv2d_buffer_shapes): the zero-padded input for the
+    C++ kernels, else the column matrix (C*KH*KW, N*OH*OW), which backward overwrites (it doubles
+    as the input-gradient scratch); run one backward per forward. out, col and workspace
+    ((OC, N*OH*OW) scratch of the im2col path) may be passed to reuse buffers.
     """
     x = C.array(x, "x", ndim=4)
     _twin_needs_host(x, "conv2d")
@@ -133,9 +133,10 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     N, Cin, H, W, OC, Cg, KH, KW, OH, OW = geom
     bias = C.optional(bias, "bias", shape=(OC,))
     out = _buffer(out, "out", (N, OC, OH, OW), x)
-    if _direct(geom, stride, padding, dilation, groups, x):
-        col = _buffer(col, "col", _direct_saved_shape(geom, padding, dilation), x)
-        core().conv2d_direct_forward(x, weight, bias, out, col, N, Cin, OC, H, W, KH, KW, *padding, *dilation)
+    if _direct(x):
+        col = _buffer(col, "col", _direct_saved_shape(geom, stride, padding, dilation), x)
+        core().conv2d_direct_forward(x, weight, bias, out, col, N, Cin, OC, groups, H, W, KH, KW, *stride, *padding,
+                                     *dilation)
         return out, col
     col = _buffer(col, "col", (Cin * KH * KW, N * OH * OW), x)
     if use_numpy():
@@ -144,22 +145,17 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
         out[...] = y
         col[...] = c
         return out, col
+    # CuPy arrays: im2col + cuBLAS (cupy.matmul, on the current stream) + layout move with the bias
+    on_cuda(x)
     G, K, NS = groups, Cg * KH * KW, N * OH * OW
     work = _buffer(workspace, "workspace", (OC, NS), x)
-    gpu = on_cuda(x)
-    if gpu:
-        cuda().im2col2d(ptr(x), ptr(col), N, Cin, H, W, KH, KW, *stride, *padding, *dilation, stream())
-    else:
-        core().im2col2d(x, col, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
-    xp = backend.array_module(x)  # numpy.matmul (OpenBLAS) or cupy.matmul (cuBLAS, on the current stream)
+    cuda().im2col2d(ptr(x), ptr(col), N, Cin, H, W, KH, KW, *stride, *padding, *dilation, stream())
+    cp = backend.cupy_module()
     if G == 1:
-        xp.matmul(weight.reshape(OC, K), col, out=work)
+        cp.matmul(weight.reshape(OC, K), col, out=work)
     else:
-        xp.matmul(weight.reshape(G, OC // G, K), col.reshape(G, K, NS), out=work.reshape(G, OC // G, NS))
-    if gpu:
-        cuda().cn_to_nc(ptr(work), ptr(bias), ptr(out), N, OC, OH * OW, stream())
-    else:
-        core().cn_to_nc(work, bias, out, N, OC, OH * OW)
+        cp.matmul(weight.reshape(G, OC // G, K), col.reshape(G, K, NS), out=work.reshape(G, OC // G, NS))
+    cuda().cn_to_nc(ptr(work), ptr(bias), ptr(out), N, OC, OH * OW, stream())
     return out, col
 
 
@@ -186,8 +182,8 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
     if tuple(grad_out.shape) != (N, OC, OH, OW):
         raise ValueError(f"grad_out must have shape {(N, OC, OH, OW)}, got {tuple(grad_out.shape)}")
     G, K, NS = groups, Cg * KH * KW, N * OH * OW
-    direct = _direct(geom, stride, padding, dilation, groups, grad_out)
-    col_shape = _direct_saved_shape(geom, padding, dilation) if direct else (Cin * KH * KW, NS)
+    direct = _direct(grad_out)
+    col_shape = _direct_saved_shape(geom, stride, padding, dilation) if direct else (Cin * KH * KW, NS)
     col = C.array(col, "col", inplace=not direct, shape=col_shape)
     grad_weight = C.optional(grad_weight, "grad_weight", inplace=True, shape=weight.shape)
     grad_bias = C.optional(grad_bias, "grad_bias", inplace=True, shape=(OC,))
@@ -196,8 +192,8 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
     else:
         grad_input = None
     if direct:
-        core().conv2d_direct_backward(grad_out, col, weight, grad_input, grad_weight, grad_bias, N, Cin, OC, H, W,
-                                      KH, KW, *padding, *dilation)
+        core().conv2d_direct_backward(grad_out, col, weight, grad_input, grad_weight, grad_bias, N, Cin, OC, groups,
+                                      H, W, KH, KW, *stride, *padding, *dilation)
         return grad_input
     if use_numpy():
         dx, dw, db = ref.conv2d_backward(grad_out, col, weight, (N, Cin, H, W), stride=stride,
@@ -210,27 +206,19 @@ def conv2d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
         if need_input_grad:
             grad_input[...] = dx
         return grad_input
+    # CuPy arrays: layout move of dy (with the bias sums), cuBLAS for both products, col2im
+    on_cuda(grad_out)
     work = _buffer(workspace, "workspace", (OC, NS), grad_out)
-    gpu = on_cuda(grad_out)
-    if gpu:
-        cuda().nc_to_cn(ptr(grad_out), ptr(work), ptr(grad_bias), N, OC, OH * OW, stream())
-    else:
-        core().nc_to_cn(grad_out, work, grad_bias, N, OC, OH * OW)
-    xp = backend.array_module(grad_out)
+    cuda().nc_to_cn(ptr(grad_out), ptr(work), ptr(grad_bias), N, OC, OH * OW, stream())
+    cp = backend.cupy_module()
     dyg = work.reshape(G, OC // G, NS)
     colg = col.reshape(G, K, NS)
     if grad_weight is not None:
-        # dW^T = col @ dy^T: with the long N*OH*OW axis as BLAS's inner dimension of both
-        # operands this runs 2-8x faster in OpenBLAS than dy @ col^T (measured).
         gw = grad_weight.reshape(G, OC // G, K)
-        gw += xp.matmul(colg, dyg.transpose(0, 2, 1)).transpose(0, 2, 1)
+        gw += cp.matmul(colg, dyg.transpose(0, 2, 1)).transpose(0, 2, 1)
     if need_input_grad:
-        xp.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
-        if gpu:
-            cuda().col2im2d(ptr(col), ptr(grad_input), N, Cin, H, W, KH, KW, *stride, *padding, *dilation,
-                            stream())
-        else:
-            core().col2im2d(col, grad_input, N, Cin, H, W, KH, KW, *stride, *padding, *dilation)
+        cp.matmul(weight.reshape(G, OC // G, K).transpose(0, 2, 1), dyg, out=colg)
+        cuda().col2im2d(ptr(col), ptr(grad_input), N, Cin, H, W, KH, KW, *stride, *padding, *dilation, stream())
     return grad_input
 
 
