@@ -4,11 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "fusetrain/common.h"
-
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+
+#include "fusetrain/common.h"
+#include "fusetrain/epilogue.h"
 
 namespace fusetrain_py {
 namespace py = pybind11;
@@ -43,7 +44,29 @@ inline int64_t array_size(const py::object& obj, const char* name) {
   return static_cast<int64_t>(py::reinterpret_borrow<py::array>(obj).size());
 }
 
+// The arguments of an eval epilogue (fusetrain/epilogue.h) for C channels: optional (C,) arrays.
+inline fusetrain::Epilogue epilogue_args(int64_t C, const py::object& bias, const py::object& mean,
+                                         const py::object& var, const py::object& w, const py::object& b, double eps,
+                                         int act, float slope) {
+  fusetrain::check(act >= 0 && act <= 4, "act must be an activation code in [0, 4], got " + std::to_string(act));
+  fusetrain::check(mean.is_none() == var.is_none(), "bn_mean and bn_var must both be given or both be None");
+  fusetrain::check(mean.is_none() ? (w.is_none() && b.is_none()) : (w.is_none() == b.is_none()),
+                   "bn_weight and bn_bias must both be given (with bn_mean and bn_var) or both be None");
+  fusetrain::check(eps > 0, "eps must be > 0");
+  fusetrain::Epilogue e;
+  e.bias = array_ptr<float>(bias, "bias", C, false, true);
+  e.mean = array_ptr<float>(mean, "bn_mean", C, false, true);
+  e.var = array_ptr<float>(var, "bn_var", C, false, true);
+  e.w = array_ptr<float>(w, "bn_weight", C, false, true);
+  e.b = array_ptr<float>(b, "bn_bias", C, false, true);
+  e.eps = eps;
+  e.act = static_cast<fusetrain::Act>(act);
+  e.slope = slope;
+  return e;
+}
+
 void bind_optim(py::module_& m);
+void bind_epilogue(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_layernorm(py::module_& m);

@@ -1,6 +1,7 @@
 // Bindings for the convolution helpers (im2col/col2im, layout moves) and the pooling kernels.
 #include "bind_util.h"
 #include "fusetrain/conv.h"
+#include "fusetrain/epilogue.h"
 
 namespace fusetrain_py {
 
@@ -83,6 +84,38 @@ void bind_conv(py::module_& m) {
           py::gil_scoped_release nogil;
           fusetrain::conv2d_direct_backward(dyp, sp, wp, dxp, dwp, dbp, N, C, OC, groups, g);
         });
+  m.def(
+      "conv2d_pack_size",
+      [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
+         int64_t PW, int64_t DH,
+         int64_t DW) { return fusetrain::conv2d_pack_size(N, C, window(H, W, KH, KW, SH, SW, PH, PW, DH, DW)); },
+      py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("KH"), py::arg("KW"), py::arg("SH"),
+      py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("DH"), py::arg("DW"),
+      "Floats of one pack (the eval forward's per-thread scratch)");
+  m.def(
+      "conv2d_forward_eval",
+      [](py::object x, py::object w, py::object out, py::object scratch, int64_t N, int64_t C, int64_t OC,
+         int64_t groups, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+         int64_t DH, int64_t DW, py::object bias, py::object bn_mean, py::object bn_var, py::object bn_weight,
+         py::object bn_bias, double eps, int act, float slope) {
+        check_groups(N, C, OC, groups);
+        const auto g = window(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
+        const int64_t pack = fusetrain::conv2d_pack_size(N, C, g);
+        const int64_t slots = array_size(scratch, "scratch") / pack;
+        fusetrain::check(slots >= 1, "scratch must hold at least one pack of " + std::to_string(pack) + " floats");
+        const float* xp = array_ptr<float>(x, "x", N * C * H * W, false);
+        const float* wp = array_ptr<float>(w, "weight", OC * (C / groups) * KH * KW, false);
+        float* yp = array_ptr<float>(out, "out", N * OC * g.OH * g.OW, true);
+        float* sp = array_ptr<float>(scratch, "scratch", -1, true);
+        const fusetrain::Epilogue e = epilogue_args(OC, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope);
+        py::gil_scoped_release nogil;
+        fusetrain::conv2d_forward_eval(xp, wp, yp, sp, slots, N, C, OC, groups, g, e);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("out"), py::arg("scratch"), py::arg("N"), py::arg("C"), py::arg("OC"),
+      py::arg("groups"), py::arg("H"), py::arg("W"), py::arg("KH"), py::arg("KW"), py::arg("SH"), py::arg("SW"),
+      py::arg("PH"), py::arg("PW"), py::arg("DH"), py::arg("DW"), py::arg("bias"), py::arg("bn_mean"),
+      py::arg("bn_var"), py::arg("bn_weight"), py::arg("bn_bias"), py::arg("eps"), py::arg("act"), py::arg("slope"),
+      "Eval-mode convolution with its epilogue (bias, folded eval batchnorm, activation); saves nothing");
   m.def("cn_to_nc", [](py::object src, py::object bias, py::object dst, int64_t N, int64_t C, int64_t S) {
     fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
     const float* sp = array_ptr<float>(src, "src", N * C * S, false);

@@ -1,4 +1,6 @@
 // The fusetrain._core extension module: CPU kernels bound with pybind11, GIL released in each call.
+#include <vector>
+
 #include "bind_util.h"
 #include "fusetrain/parallel.h"
 
@@ -14,6 +16,23 @@ PYBIND11_MODULE(_core, m) {
   m.def("spin_us", &fusetrain::spin_us, "Microseconds an idle pool worker spins before it sleeps");
   m.def("set_spin_us", &fusetrain::set_spin_us, py::arg("us"),
         "Sets how long idle pool workers spin (0: sleep at once)");
+  m.def(
+      "_parallel_check",
+      [](int64_t ntasks, int64_t fail_at) {
+        // Exercises the pool: sums task indices through per-task slots; task fail_at throws.
+        std::vector<int64_t> slot(static_cast<size_t>(ntasks > 0 ? ntasks : 0), 0);
+        {
+          py::gil_scoped_release nogil;
+          fusetrain::parallel_tasks(ntasks, fusetrain::num_threads(), [&](int64_t t, int) {
+            if (t == fail_at) throw std::invalid_argument("task " + std::to_string(t) + " failed");
+            slot[size_t(t)] = t + 1;
+          });
+        }
+        int64_t s = 0;
+        for (int64_t v : slot) s += v;
+        return s;
+      },
+      py::arg("ntasks"), py::arg("fail_at") = -1, "Pool self-check for the tests: sum of 1..ntasks, or an error");
   bind_optim(m);
   bind_norm(m);
   bind_batchnorm(m);
@@ -23,4 +42,5 @@ PYBIND11_MODULE(_core, m) {
   bind_probe(m);
   bind_conv(m);
   bind_gemm(m);
+  bind_epilogue(m);
 }

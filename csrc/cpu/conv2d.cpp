@@ -27,6 +27,7 @@
 
 #include "fusetrain/common.h"
 #include "fusetrain/conv.h"
+#include "fusetrain/epilogue.h"
 #include "fusetrain/parallel.h"
 #include "tiles.h"
 
@@ -197,19 +198,50 @@ void tile_gemm(int64_t rows_p, int64_t K, const float* a, const float* x, const 
     for (int64_t r0 = 0; r0 < rows_p; r0 += kn.mr) kn.tile(K, a + r0 * K, x + s0, off, c + r0 * Spr + s0, Spr);
 }
 
-// Rows of ypad (row stride Spr) on the pack grid -> y (N, out, OH, OW) for the pack's images,
-// adding bias[c] when given. rowmap(c) is channel c's row in ypad.
+// act(alpha*v + beta) over one output row; alpha null means 1.
+template <Act A>
+void epilogue_row(const float* __restrict s, float* __restrict d, int64_t n, float alpha, float beta, float slope) {
+#pragma omp simd
+  for (int64_t q = 0; q < n; ++q) d[q] = act_fwd<A>(s[q] * alpha + beta, slope);
+}
+
+// Per-channel output epilogue: alpha (null: 1), beta (null: 0), activation.
+struct OutEpi {
+  const float* alpha;
+  const float* beta;
+  Act act;
+  float slope;
+};
+
+// Rows of ypad (row stride Spr) on the pack grid -> `out` channels of y for the pack's images,
+// through the epilogue: image n's channel c at y + n*ystride + c*OH*OW. rowmap(c) is channel c's
+// row in ypad.
 template <class RowMap>
-void unpad_output(const float* ypad, int64_t Spr, int64_t Wq, int64_t Wiq, const float* bias, float* y, int64_t n0,
-                  int64_t N, int64_t B, int64_t out, int64_t OH, int64_t OW, RowMap rowmap) {
+void unpad_output(const float* ypad, int64_t Spr, int64_t Wq, int64_t Wiq, const OutEpi& e, float* y, int64_t ystride,
+                  int64_t n0, int64_t N, int64_t B, int64_t out, int64_t OH, int64_t OW, RowMap rowmap) {
   for (int64_t i = 0; i < B && n0 + i < N; ++i)
     for (int64_t c = 0; c < out; ++c) {
-      const float b = bias ? bias[c] : 0.0f;
+      const float a = e.alpha ? e.alpha[c] : 1.0f, b = e.beta ? e.beta[c] : 0.0f;
       for (int64_t r = 0; r < OH; ++r) {
         const float* s = ypad + rowmap(c) * Spr + r * Wq + i * Wiq;
-        float* d = y + (((n0 + i) * out + c) * OH + r) * OW;
-#pragma omp simd
-        for (int64_t q = 0; q < OW; ++q) d[q] = s[q] + b;
+        float* d = y + (n0 + i) * ystride + (c * OH + r) * OW;
+        switch (e.act) {
+          case Act::kRelu:
+            epilogue_row<Act::kRelu>(s, d, OW, a, b, e.slope);
+            break;
+          case Act::kLeakyRelu:
+            epilogue_row<Act::kLeakyRelu>(s, d, OW, a, b, e.slope);
+            break;
+          case Act::kTanh:
+            epilogue_row<Act::kTanh>(s, d, OW, a, b, e.slope);
+            break;
+          case Act::kSigmoid:
+            epilogue_row<Act::kSigmoid>(s, d, OW, a, b, e.slope);
+            break;
+          case Act::kIdentity:
+            epilogue_row<Act::kIdentity>(s, d, OW, a, b, e.slope);
+            break;
+        }
       }
     }
 }
@@ -301,29 +333,26 @@ void dw_forward_run(const float* pk, const int64_t* off, const float* w, int64_t
   }
 }
 
-void depthwise_forward(const float* x, const float* w, const float* bias, float* y, float* saved, const ConvArgs& a,
-                       const Window2d& g) {
+// keep: the packs go to `packs_out` (packs x img, for the backward); else packs_out holds
+// `slots` per-worker packs of scratch.
+void depthwise_forward(const float* x, const float* w, const OutEpi& e, float* y, float* packs_out, bool keep,
+                       int64_t slots, const ConvArgs& a, const Window2d& g) {
   const Pack p = forward_pack(a.N, a.C, g);
   const Taps t = make_taps(p, 1, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
   const int64_t packs = (a.N + p.B - 1) / p.B, taps = g.KH * g.KW, m = a.OCg;
-  const int team = packs > 1 ? threads_for(a.N * a.OC * taps * g.OH * g.OW) : 1;
+  int team = packs > 1 ? threads_for(a.N * a.OC * taps * g.OH * g.OW) : 1;
+  if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
   const auto runs = scratch<float>(int64_t(team) * t.S);
   parallel_tasks(packs, team, [&](int64_t q, int worker) {
-    float* pk = saved + q * p.img;
+    float* pk = packs_out + (keep ? q : worker) * p.img;
     float* run = runs.get() + worker * t.S;
     pack_images(x, q * p.B, a.N, p, pk);
     for (int64_t oc = 0; oc < a.OC; ++oc) {
       dw_forward_run(pk + (oc / m) * p.U * p.plane, t.off.data(), w + oc * taps, taps, t.S, run);
-      // one channel of the output: images a.OC channels apart
-      for (int64_t i = 0; i < p.B && q * p.B + i < a.N; ++i) {
-        const float b = bias ? bias[oc] : 0.0f;
-        for (int64_t r = 0; r < g.OH; ++r) {
-          const float* src = run + r * p.Wq + i * p.Wiq;
-          float* d = y + (((q * p.B + i) * a.OC + oc) * g.OH + r) * g.OW;
-#pragma omp simd
-          for (int64_t c = 0; c < g.OW; ++c) d[c] = src[c] + b;
-        }
-      }
+      // one output channel: images a.OC channels apart in y
+      const OutEpi ec{e.alpha ? e.alpha + oc : nullptr, e.beta ? e.beta + oc : nullptr, e.act, e.slope};
+      unpad_output(run, 0, p.Wq, p.Wiq, ec, y + oc * g.OH * g.OW, a.OC * g.OH * g.OW, q * p.B, a.N, p.B, 1, g.OH, g.OW,
+                   [](int64_t) { return int64_t(0); });
     }
   });
 }
@@ -396,30 +425,54 @@ void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t&
   size = p.img;
 }
 
+namespace {
+
+void forward_impl(const float* x, const float* w, const OutEpi& e, float* y, float* packs_out, bool keep, int64_t slots,
+                  const ConvArgs& a, const Window2d& g) {
+  if (a.N == 0) return;
+  if (a.groups > 1 && a.Cg == 1) return depthwise_forward(x, w, e, y, packs_out, keep, slots, a, g);
+  const TileKernels& kn = tile_kernels();
+  const Pack p = forward_pack(a.N, a.C, g);
+  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
+  const int64_t packs = (a.N + p.B - 1) / p.B, K = a.Cg * g.KH * g.KW, outp = round_up(a.OCg, kn.mr);
+  std::vector<std::vector<float>> apack(static_cast<size_t>(a.groups));
+  for (int64_t j = 0; j < a.groups; ++j) apack[size_t(j)] = pack_weights(w + j * a.OCg * K, a.OCg, K, 1, false);
+  int team = packs > 1 ? threads_for(a.N * a.OC * K * g.OH * g.OW) : 1;
+  if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
+  const int64_t ysize = a.groups * outp * t.Spr;
+  const auto ypad = scratch<float>(int64_t(team) * ysize);  // one per worker; every tile is written
+  parallel_tasks(packs, team, [&](int64_t q, int worker) {
+    float* pk = packs_out + (keep ? q : worker) * p.img;
+    float* yp = ypad.get() + worker * ysize;
+    pack_images(x, q * p.B, a.N, p, pk);
+    for (int64_t j = 0; j < a.groups; ++j)
+      tile_gemm(outp, K, apack[size_t(j)].data(), pk + j * a.Cg * p.U * p.plane, t.off.data(), t.Spr,
+                yp + j * outp * t.Spr);
+    unpad_output(yp, t.Spr, p.Wq, p.Wiq, e, y, a.OC * g.OH * g.OW, q * p.B, a.N, p.B, a.OC, g.OH, g.OW,
+                 [&](int64_t c) { return (c / a.OCg) * outp + c % a.OCg; });
+  });
+}
+
+}  // namespace
+
+int64_t conv2d_pack_size(int64_t N, int64_t C, const Window2d& g) {
+  check(N >= 0 && C >= 1, "convolution sizes must be positive");
+  return forward_pack(N, C, g).img;
+}
+
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* saved, int64_t N,
                            int64_t C, int64_t OC, int64_t groups, const Window2d& g) {
   const ConvArgs a = conv_args(N, C, OC, groups);
-  if (N == 0) return;
-  if (groups > 1 && a.Cg == 1) return depthwise_forward(x, w, bias, y, saved, a, g);
-  const TileKernels& kn = tile_kernels();
-  const Pack p = forward_pack(N, C, g);
-  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
-  const int64_t packs = (N + p.B - 1) / p.B, K = a.Cg * g.KH * g.KW, outp = round_up(a.OCg, kn.mr);
-  std::vector<std::vector<float>> apack(static_cast<size_t>(groups));
-  for (int64_t j = 0; j < groups; ++j) apack[size_t(j)] = pack_weights(w + j * a.OCg * K, a.OCg, K, 1, false);
-  const int team = packs > 1 ? threads_for(N * OC * K * g.OH * g.OW) : 1;
-  const int64_t ysize = groups * outp * t.Spr;
-  const auto ypad = scratch<float>(int64_t(team) * ysize);  // one per worker; every tile is written
-  parallel_tasks(packs, team, [&](int64_t q, int worker) {
-    float* pk = saved + q * p.img;
-    float* yp = ypad.get() + worker * ysize;
-    pack_images(x, q * p.B, N, p, pk);
-    for (int64_t j = 0; j < groups; ++j)
-      tile_gemm(outp, K, apack[size_t(j)].data(), pk + j * a.Cg * p.U * p.plane, t.off.data(), t.Spr,
-                yp + j * outp * t.Spr);
-    unpad_output(yp, t.Spr, p.Wq, p.Wiq, bias, y, q * p.B, N, p.B, OC, g.OH, g.OW,
-                 [&](int64_t c) { return (c / a.OCg) * outp + c % a.OCg; });
-  });
+  forward_impl(x, w, OutEpi{nullptr, bias, Act::kIdentity, 0.0f}, y, saved, true, 0, a, g);
+}
+
+void conv2d_forward_eval(const float* x, const float* w, float* y, float* scratch_packs, int64_t slots, int64_t N,
+                         int64_t C, int64_t OC, int64_t groups, const Window2d& g, const Epilogue& e) {
+  const ConvArgs a = conv_args(N, C, OC, groups);
+  check(slots >= 1, "the eval convolution needs scratch for at least one pack");
+  std::vector<float> alpha(static_cast<size_t>(OC)), beta(static_cast<size_t>(OC));
+  epilogue_coeffs(e, OC, alpha.data(), beta.data());
+  forward_impl(x, w, OutEpi{alpha.data(), beta.data(), e.act, e.slope}, y, scratch_packs, false, slots, a, g);
 }
 
 void conv2d_direct_backward(const float* dy, const float* saved, const float* w, float* dx, float* dw, float* db,
@@ -491,8 +544,8 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
         for (int64_t j = 0; j < groups; ++j)
           tile_gemm(crows, a.OCg * KK, bpack[size_t(j)].data(), dyp + j * a.OCg * dp.plane, dt.off.data(), dt.Spr,
                     gb + j * crows * dt.Spr);
-        unpad_output(gb, dt.Spr, dp.Wq, dp.Wiq, nullptr, dx, n0, N, p.B, C, g.H, g.W,
-                     [&](int64_t c) { return (c / a.Cg) * crows + c % a.Cg; });
+        unpad_output(gb, dt.Spr, dp.Wq, dp.Wiq, OutEpi{nullptr, nullptr, Act::kIdentity, 0.0f}, dx, C * g.H * g.W, n0,
+                     N, p.B, C, g.H, g.W, [&](int64_t c) { return (c / a.Cg) * crows + c % a.Cg; });
       } else if (dx) {
         std::memset(xg, 0, sizeof(float) * size_t(p.img));
         for (int64_t j = 0; j < groups; ++j) {

@@ -15,27 +15,6 @@
 namespace fusetrain {
 namespace {
 
-template <Act A>
-inline float act_fwd(float z, float slope) {
-  if constexpr (A == Act::kIdentity) return z;
-  if constexpr (A == Act::kRelu) return z <= 0.0f ? 0.0f : z;
-  if constexpr (A == Act::kLeakyRelu) return z > 0.0f ? z : z * slope;
-  if constexpr (A == Act::kTanh) return std::tanh(z);
-  if constexpr (A == Act::kSigmoid) return 1.0f / (1.0f + std::exp(-z));
-  return z;
-}
-
-// d act / d z in terms of the activation's output a.
-template <Act A>
-inline float act_grad(float a, float slope) {
-  if constexpr (A == Act::kIdentity) return 1.0f;
-  if constexpr (A == Act::kRelu) return a <= 0.0f ? 0.0f : 1.0f;
-  if constexpr (A == Act::kLeakyRelu) return a > 0.0f ? 1.0f : slope;
-  if constexpr (A == Act::kTanh) return 1.0f - a * a;
-  if constexpr (A == Act::kSigmoid) return a * (1.0f - a);
-  return 1.0f;
-}
-
 // Packs the keep bits of one tile (e0 is a multiple of 8): keep bytes first (a vector compare),
 // then 8 bytes -> 1 by a multiply that gathers byte k's low bit into bit k of the top byte.
 inline void pack_bits(uint8_t* bits, int64_t e0, int64_t e1, const uint32_t* words, uint32_t thr) {

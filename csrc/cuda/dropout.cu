@@ -12,27 +12,6 @@ namespace fusetrain {
 namespace gpu {
 namespace {
 
-template <Act A>
-__device__ __forceinline__ float act_fwd(float z, float slope) {
-  if constexpr (A == Act::kIdentity) return z;
-  if constexpr (A == Act::kRelu) return z <= 0.0f ? 0.0f : z;
-  if constexpr (A == Act::kLeakyRelu) return z > 0.0f ? z : z * slope;
-  if constexpr (A == Act::kTanh) return tanhf(z);
-  if constexpr (A == Act::kSigmoid) return 1.0f / (1.0f + expf(-z));
-  return z;
-}
-
-// d act / d z in terms of the activation's output a.
-template <Act A>
-__device__ __forceinline__ float act_grad(float a, float slope) {
-  if constexpr (A == Act::kIdentity) return 1.0f;
-  if constexpr (A == Act::kRelu) return a <= 0.0f ? 0.0f : 1.0f;
-  if constexpr (A == Act::kLeakyRelu) return a > 0.0f ? 1.0f : slope;
-  if constexpr (A == Act::kTanh) return 1.0f - a * a;
-  if constexpr (A == Act::kSigmoid) return a * (1.0f - a);
-  return 1.0f;
-}
-
 struct DropArgs {
   float scale, inv_scale;  // 1/(1-p) and 1-p, rounded to float as on the CPU
   uint32_t threshold;

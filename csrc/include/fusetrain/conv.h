@@ -68,6 +68,12 @@ void conv2d_direct_saved_shape(int64_t N, int64_t C, const Window2d& g, int64_t&
 const char* conv2d_direct_isa();
 void conv2d_direct_forward(const float* x, const float* w, const float* bias, float* y, float* saved, int64_t N,
                            int64_t C, int64_t OC, int64_t groups, const Window2d& g);
+// Eval-mode forward: nothing is saved; scratch_packs holds `slots` packs of conv2d_pack_size
+// floats (one per thread, so at most `slots` threads run); y = epilogue(conv(x)) with the bias,
+// a folded eval batchnorm and the activation of e (fusetrain/epilogue.h) applied per channel.
+int64_t conv2d_pack_size(int64_t N, int64_t C, const Window2d& g);
+void conv2d_forward_eval(const float* x, const float* w, float* y, float* scratch_packs, int64_t slots, int64_t N,
+                         int64_t C, int64_t OC, int64_t groups, const Window2d& g, const struct Epilogue& e);
 // dx (N, C, H, W) is overwritten (skipped when null); dw (OC, C/groups, KH, KW) and db (OC,)
 // accumulate (+=, skipped when null). Weight and bias sums are partials over fixed runs of images
 // (one run per thread; per channel for depthwise) combined in order: the same bits for a given

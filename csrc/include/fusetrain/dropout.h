@@ -2,9 +2,9 @@
 #pragma once
 #include <cstdint>
 
-namespace fusetrain {
+#include "fusetrain/activation.h"
 
-enum class Act : int { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+namespace fusetrain {
 
 // Forward over x: (N, F) row-major (N = 1 for a flat buffer). bias: (F,) or null.
 // p == 0 disables dropout. offset must be a multiple of 4. y may alias x.

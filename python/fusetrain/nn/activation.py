@@ -3,6 +3,8 @@ its backward needs only the forward output."""
 from __future__ import annotations
 
 from .. import ops
+from ..ops import prepared
+from . import inference
 from .module import Module
 
 
@@ -12,7 +14,21 @@ class _Activation(Module):
     def _slope(self) -> float:
         return 0.01
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        a = inference.act_of(self)
+        if a is None:
+            return None
+        x = b.value(src)
+        return inference.kernel_step(b, src, x.shape, lambda out: prepared.prepare_activation(
+            x.shape, act=a[0], negative_slope=a[1], out=out)), 0
+
+    def _forward(self, x):
         if not hasattr(x, "dtype") or x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating-point array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .. import backend
+from . import inference
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
 from .module import Module
 from .normalization import _BatchNorm
+from ..ops import prepared
 
 _EPILOGUE_ACTS = (ReLU, LeakyReLU, Sigmoid, Tanh)
 
@@ -109,7 +111,24 @@ class Sequential(Module):
             i += 1
         return steps
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        mods = [m for m in self._modules.values() if m is not None]
+        cur, i = src, 0
+        while i < len(mods):
+            try:
+                cur, n = inference.compile_module(mods[i], b, cur, mods[i + 1:] if self.fuse else ())
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"Sequential layer {i} ({type(mods[i]).__name__}): {exc}") from exc
+            i += 1 + n
+        return cur, 0
+
+    def _forward(self, x):
         for m in self.modules():
             m._drop_caches()
         steps = self._plan()
@@ -180,15 +199,41 @@ class Residual(Module):
         else:
             self.add_module("shortcut", None)
 
+    @inference.compiles
     def forward(self, x):
-        for m in self.modules():
-            m._drop_caches()
-        y = self.block(x)
-        s = self.shortcut(x) if self.shortcut is not None else x
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        """block and shortcut, then their sum with a following activation in one pass."""
+        y, _ = inference.compile_module(self.block, b, src)
+        s = inference.compile_module(self.shortcut, b, src)[0] if self.shortcut is not None else src
+        self._check_shapes(b.value(y), b.value(s))
+        act, slope, n = "identity", 0.0, 0
+        if following and "forward" not in following[0].__dict__ and inference.act_of(following[0]) is not None:
+            (act, slope), n = inference.act_of(following[0]), 1
+        shape = b.value(y).shape
+        dst = b.buffer(shape)
+        add = prepared.prepare_add(shape, act=act, negative_slope=slope, out=b.value(dst))
+
+        def run(slots):
+            add(slots[y], slots[s])
+        b.step(run)
+        return dst, n
+
+    def _check_shapes(self, y, s):
         if tuple(y.shape) != tuple(s.shape):
             which = "shortcut" if self.shortcut is not None else "input (identity shortcut)"
             raise ValueError(f"Residual: block output shape {tuple(y.shape)} does not match the {which} shape "
                              f"{tuple(s.shape)}")
+
+    def _forward(self, x):
+        for m in self.modules():
+            m._drop_caches()
+        y = self.block(x)
+        s = self.shortcut(x) if self.shortcut is not None else x
+        self._check_shapes(y, s)
         out = self._buffer("y", y.shape, y)
         _add(y, s, out)
         self._cache = True
@@ -229,10 +274,25 @@ class Concat(Module):
     def __getitem__(self, idx):
         return list(self._modules.values())[idx]
 
+    @inference.compiles
     def forward(self, x):
-        for m in self.modules():
-            m._drop_caches()
-        outs = [b(x) for b in self._modules.values()]
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        slots = [inference.compile_module(m, b, src)[0] for m in self._modules.values()]
+        outs = [b.value(i) for i in slots]
+        dim, shape = self._out_shape(outs)
+        dst = b.buffer(shape)
+        out = b.value(dst)
+
+        def run(values):
+            backend.array_module(out).concatenate([values[i] for i in slots], axis=dim, out=out)
+        b.step(run)
+        return dst, 0
+
+    def _out_shape(self, outs):
         nd = outs[0].ndim
         dim = self.dim + nd if self.dim < 0 else self.dim
         if not 0 <= dim < nd:
@@ -241,9 +301,16 @@ class Concat(Module):
             if o.ndim != nd or o.shape[:dim] + o.shape[dim + 1:] != outs[0].shape[:dim] + outs[0].shape[dim + 1:]:
                 raise ValueError(f"Concat: branch {i} output shape {tuple(o.shape)} cannot be concatenated with "
                                  f"branch 0's {tuple(outs[0].shape)} along dim {self.dim}")
-        sizes = [o.shape[dim] for o in outs]
         shape = list(outs[0].shape)
-        shape[dim] = sum(sizes)
+        shape[dim] = sum(o.shape[dim] for o in outs)
+        return dim, tuple(shape)
+
+    def _forward(self, x):
+        for m in self.modules():
+            m._drop_caches()
+        outs = [b(x) for b in self._modules.values()]
+        dim, shape = self._out_shape(outs)
+        sizes = [o.shape[dim] for o in outs]
         out = self._buffer("y", shape, outs[0])
         backend.array_module(out).concatenate(outs, axis=dim, out=out)
         self._cache = (dim, sizes)

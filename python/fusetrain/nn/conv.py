@@ -7,7 +7,9 @@ import math
 import numpy as np
 
 from .. import ops
+from ..ops import prepared
 from ..ops.conv import window_out_size
+from . import inference
 from . import init as _init
 from .linear import check_dtype
 from .module import Module
@@ -87,7 +89,39 @@ class _ConvNd(Module):
                      for n, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding,
                                               self.dilation))
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        """One kernel: the convolution with its bias, a following eval BatchNorm and activation."""
+        from .normalization import BatchNorm1d, BatchNorm2d  # noqa: PLC0415 (normalization imports linear)
+
+        x = b.value(src)
+        out_sp = self._geometry(x)
+        bias = self.bias.data if self.bias is not None else None
+        if not inference.float32(self.weight.data, bias):
+            return None
+        bn, (act, slope), n = inference.absorb_epilogue(following, self.out_channels,
+                                                        (BatchNorm2d,) if self._dims == 2 else (BatchNorm1d,))
+        N = x.shape[0]
+        w = self.weight.data
+        geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        if self._dims == 1:  # the 2-D kernel on (N, C, 1, L)
+            geometry = dict(stride=(1,) + self.stride, padding=(0,) + self.padding, dilation=(1,) + self.dilation,
+                            groups=self.groups)
+            x4 = inference.view(b, src, (N, self.in_channels, 1, x.shape[2]))
+            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+            shape4 = (N, self.out_channels, 1) + out_sp
+        else:
+            x4, shape4 = src, (N, self.out_channels) + out_sp
+        y = inference.kernel_step(b, x4, shape4, lambda out: prepared.prepare_conv2d(
+            b.value(x4).shape, w, bias, bn=inference.bn_dict(bn), act=act, negative_slope=slope, out=out, **geometry))
+        return (inference.view(b, y, (N, self.out_channels) + out_sp) if self._dims == 1 else y), n
+
+    def _forward(self, x):
         w = self.weight.data
         out_sp = self._geometry(x)
         N = x.shape[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import ops
 from .. import random as frandom
 from ..ops import _check
+from . import inference
 from .module import Module
 
 
@@ -16,7 +17,14 @@ class Dropout(Module):
         super().__init__()
         self.p = _check.probability(p, "p")
 
+    @inference.compiles
     def forward(self, x):
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        return (src, 0) if not self.training else None
+
+    def _forward(self, x):
         if not hasattr(x, "dtype") or x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating-point array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")

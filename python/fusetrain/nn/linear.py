@@ -6,7 +6,9 @@ import math
 import numpy as np
 
 from .. import ops
+from ..ops import prepared
 from .. import random as frandom
+from . import inference
 from . import init as _init
 from .module import Module
 from .parameter import Parameter
@@ -64,8 +66,34 @@ class Linear(Module):
             if self.bias is not None:
                 _init.zeros_(self.bias)
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
         return self._fwd(x)
+
+    def _forward(self, x):
+        return self._fwd(x)
+
+    def _compile_eval(self, b, src, following):
+        """GEMM with the bias, a following eval BatchNorm1d and activation as its epilogue."""
+        from .normalization import BatchNorm1d  # noqa: PLC0415 (normalization imports this module)
+
+        x = b.value(src)
+        _check_features(self, x, self.in_features)
+        check_dtype(self, x, self.weight.data)
+        bias = self.bias.data if self.bias is not None else None
+        if not inference.float32(self.weight.data, bias):
+            return None
+        lead = x.shape[:-1]
+        M = int(np.prod(lead))
+        bn, (act, slope), n = inference.absorb_epilogue(following if x.ndim == 2 else (), self.out_features,
+                                                        (BatchNorm1d,))
+        x2 = inference.view(b, src, (M, self.in_features))
+        y = inference.kernel_step(b, x2, (M, self.out_features), lambda out: prepared.prepare_linear(
+            (M, self.in_features), self.weight.data, bias, bn=inference.bn_dict(bn), act=act, negative_slope=slope,
+            out=out))
+        return inference.view(b, y, lead + (self.out_features,)), n
 
     def _fwd(self, x, act="identity", negative_slope=0.01, p=0.0):
         """GEMM then the epilogue dropout(act(. + bias)); dropout draws are reserved here exactly
@@ -121,8 +149,15 @@ class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
 
+    @inference.compiles
     def forward(self, x):
         return x
+
+    def _forward(self, x):
+        return x
+
+    def _compile_eval(self, b, src, following):
+        return src, 0
 
     def backward(self, grad_output):
         return grad_output
@@ -136,16 +171,28 @@ class Flatten(Module):
         self.start_dim = int(start_dim)
         self.end_dim = int(end_dim)
 
+    @inference.compiles
     def forward(self, x):
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        if x.ndim == 0:
+            return None
+        return inference.view(b, src, self._out_shape(x)), 0
+
+    def _out_shape(self, x):
         nd = x.ndim
         s = self.start_dim + nd if self.start_dim < 0 else self.start_dim
         e = self.end_dim + nd if self.end_dim < 0 else self.end_dim
         if not (0 <= s < max(nd, 1)) or not (0 <= e < max(nd, 1)) or s > e:
             raise ValueError(f"{self!r}: dims {self.start_dim}..{self.end_dim} invalid for input of shape {tuple(x.shape)}")
+        return x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+
+    def _forward(self, x):
+        shape = self._out_shape(x)
         self._cache = x.shape
-        if nd == 0:
-            return x.reshape(1)
-        return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+        return x.reshape(1) if x.ndim == 0 else x.reshape(shape)
 
     def backward(self, grad_output):
         shape = self.__dict__.get("_cache")

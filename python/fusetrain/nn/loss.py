@@ -58,7 +58,8 @@ class MSELoss(_Loss):
         if tuple(target.shape) != tuple(pred.shape):
             raise ValueError(f"MSELoss: target shape {tuple(target.shape)} must equal pred shape {tuple(pred.shape)}")
         diff = xp.subtract(pred, target, dtype=pred.dtype)
-        total = float(xp.dot(diff.ravel().astype(np.float64), diff.ravel().astype(np.float64))) if diff.size else 0.0
+        # summed in float64 by NumPy's pairwise sum: no BLAS call on a training path
+        total = float(xp.square(diff, dtype=np.float64).sum()) if diff.size else 0.0
         n = diff.size
         if self.reduction == "mean":
             scale = 2.0 / n if n else float("nan")

@@ -12,6 +12,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import backend
+from . import inference
 from .arena import Arena
 from .parameter import Parameter, _as_array
 
@@ -24,7 +25,19 @@ _FREE_REFCOUNT = 3
 
 
 class Module:
-    """Base class for all layers. Subclasses implement ``forward(x)`` and ``backward(grad)``."""
+    """Base class for all layers. Subclasses implement ``forward(x)`` and ``backward(grad)``.
+
+    In eval mode our layers and containers run a compiled forward that keeps nothing for backward
+    (fusetrain.nn.inference). Gradients still work in eval mode, as in PyTorch: a backward after
+    such a forward first replays it through the layers' own forwards (one extra forward pass), so
+    the input given to that forward must not be modified in between.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        bw = cls.__dict__.get("backward")
+        if bw is not None and not getattr(bw, "_replays", False):
+            cls.backward = _replaying_backward(bw)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
@@ -42,6 +55,8 @@ class Module:
 
     def __setattr__(self, name, value):
         d = self.__dict__
+        if not name.startswith("_"):
+            inference.bump()  # a compiled eval plan may depend on it
         if isinstance(value, Parameter):
             self._check_init()
             self._discard(name)
@@ -79,6 +94,7 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name):
+        inference.bump()
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
@@ -93,12 +109,14 @@ class Module:
         self._check_init()
         self._discard(name)
         self._parameters[name] = param
+        inference.bump()
 
     def register_buffer(self, name: str, array, persistent: bool = True) -> None:
         """Register a non-trainable array (e.g. running_mean) saved in state_dict when persistent."""
         self._check_init()
         self._discard(name)
         self._buffers[name] = array
+        inference.bump()
         if not persistent:
             self._non_persistent.add(name)
 
@@ -108,6 +126,7 @@ class Module:
         self._check_init()
         self._discard(name)
         self._modules[name] = module
+        inference.bump()
 
     # ---------------------------------------------------------------- traversal
     def named_modules(self, prefix: str = "", memo=None):
@@ -172,6 +191,7 @@ class Module:
         """Forget what the last forward saved for backward (containers call this on all their
         descendants before a new forward, so scratch buffers become reusable)."""
         self.__dict__.pop("_cache", None)
+        self.__dict__.pop("_eval_input", None)
 
     def _buffer(self, key, shape, like):
         """A scratch array of ``shape`` and like's dtype/device, reused across calls when no one
@@ -198,6 +218,7 @@ class Module:
             raise TypeError(f"train(mode) expects a bool, got {type(mode).__name__}")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        inference.bump()
         return self
 
     def eval(self):
@@ -278,6 +299,7 @@ class Module:
                 m._buffers[name] = b
             m._scratch.clear()
             m._drop_caches()
+        inference.bump()
         return self
 
     def double(self):
@@ -367,6 +389,20 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _replaying_backward(backward):
+    """Wraps a subclass's backward: after a compiled eval forward (which saved nothing), replay that
+    forward through the layers' own forwards first, then run the backward."""
+    def wrapped(self, *args, **kwargs):
+        x = self.__dict__.pop("_eval_input", None)
+        if x is not None:
+            with inference.replaying():
+                self._forward(x) if hasattr(self, "_forward") else self.forward(x)
+        return backward(self, *args, **kwargs)
+    wrapped.__name__, wrapped.__qualname__, wrapped.__doc__ = backward.__name__, backward.__qualname__, backward.__doc__
+    wrapped._replays = True
+    return wrapped
 
 
 def _host_copy(a):

@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import ops
 from .. import random as frandom
-from ..ops import _check
+from ..ops import _check, prepared
+from . import inference
 from .linear import check_dtype
 from .module import Module
 from .parameter import Parameter
@@ -72,8 +73,25 @@ class _BatchNorm(Module):
         elif x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating-point input, got {x.dtype}")
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
         return self._fwd(x)
+
+    def _forward(self, x):
+        return self._fwd(x)
+
+    def _compile_eval(self, b, src, following):
+        """Running statistics folded into a per-channel scale and shift, with a following activation."""
+        x = b.value(src)
+        self._check_input(x)
+        w = self.weight.data if self.affine else None
+        if not self.track_running_stats or not inference.float32(self.running_mean, self.running_var, w):
+            return None  # eval with batch statistics: the regular forward
+        _, (act, slope), n = inference.absorb_epilogue(following, self.num_features)
+        return inference.kernel_step(b, src, x.shape, lambda out: prepared.prepare_channel_affine(
+            x.shape, bn=inference.bn_dict(self), act=act, negative_slope=slope, out=out)), n
 
     def _fwd(self, x, relu=False, p=0.0):
         """Batch norm, optionally followed by ReLU and dropout(p) in the same pass."""
@@ -151,13 +169,33 @@ class LayerNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        self._check_shape(x)
+        w = self.weight.data if self.elementwise_affine else None
+        bias = self.bias.data if self.elementwise_affine else None
+        if not inference.float32(w, bias):
+            return None
+        return inference.kernel_step(b, src, x.shape, lambda out: prepared.prepare_layernorm(
+            x.shape, w, bias, normalized_ndim=len(self.normalized_shape), eps=self.eps, out=out)), 0
+
+    def _check_shape(self, x):
         k = len(self.normalized_shape)
         if not hasattr(x, "shape") or x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
             raise ValueError(f"{self!r}: expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "
                              f"got shape {tuple(getattr(x, 'shape', ()))}")
         if self.elementwise_affine:
             check_dtype(self, x, self.weight.data)
+
+    def _forward(self, x):
+        self._check_shape(x)
+        k = len(self.normalized_shape)
         w = self.weight.data if self.elementwise_affine else None
         b = self.bias.data if self.elementwise_affine else None
         y, mean, rstd = ops.layernorm_forward(x, w, b, normalized_ndim=k, eps=self.eps,

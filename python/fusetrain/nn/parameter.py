@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from . import inference
 
 
 def _as_array(value, dtype, like=None):
@@ -81,6 +82,7 @@ class Parameter:
 
     def _bind(self, data_view, grad_view, arena=None, offset=0):
         """Rebind .data/.grad to new storage (used by arenas and Module.to)."""
+        inference.bump()  # compiled eval plans hold the old arrays
         self._data = data_view
         self._grad = grad_view
         self._arena = arena

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, ops
+from ..ops import prepared
+from . import inference
 from ..ops.conv import window_out_size
 from .module import Module
 
@@ -50,7 +52,20 @@ class _MaxPool(_Pool):
         self.dilation = dilation
         self.return_indices = False
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        _check_input(self, x, self._dims)
+        shape = self._out_shape(x, self.dilation)
+        return inference.kernel_step(b, src, shape, lambda out: prepared.prepare_max_pool2d(
+            x.shape, self.kernel_size, self.stride, self.padding, self.dilation, out=out, dims=self._dims)), 0
+
+    def _forward(self, x):
         _check_input(self, x, self._dims)
         shape = self._out_shape(x, self.dilation)
         fwd = ops.max_pool2d_forward if self._dims == 2 else ops.max_pool1d_forward
@@ -94,7 +109,21 @@ class _AvgPool(_Pool):
             raise NotImplementedError(f"{type(self).__name__}: divisor_override is not supported")
         self.count_include_pad = bool(count_include_pad)
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        _check_input(self, x, self._dims)
+        shape = self._out_shape(x)
+        return inference.kernel_step(b, src, shape, lambda out: prepared.prepare_avg_pool2d(
+            x.shape, self.kernel_size, self.stride, self.padding, self.count_include_pad, out=out,
+            dims=self._dims)), 0
+
+    def _forward(self, x):
         _check_input(self, x, self._dims)
         shape = self._out_shape(x)
         fwd = ops.avg_pool2d_forward if self._dims == 2 else ops.avg_pool1d_forward
@@ -143,7 +172,23 @@ class AdaptiveAvgPool2d(Module):
         o = self.output_size[0] if isinstance(self.output_size, (tuple, list)) else self.output_size
         return (1, o)
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        _check_input(self, x, self._dims)
+        x4 = src if self._dims == 2 else inference.view(b, src, (x.shape[0], x.shape[1], 1, x.shape[2]))
+        shape4 = b.value(x4).shape
+        oh, ow = ((n if v is None else v) for v, n in zip(_spatial(self._size2d(x), 2), shape4[2:]))
+        y = inference.kernel_step(b, x4, shape4[:2] + (oh, ow), lambda out: prepared.prepare_adaptive_avg_pool2d(
+            shape4, (oh, ow), out=out))
+        return (y if self._dims == 2 else inference.view(b, y, (x.shape[0], x.shape[1], ow))), 0
+
+    def _forward(self, x):
         _check_input(self, x, self._dims)
         x4 = x if self._dims == 2 else x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
         size = self._size2d(x)
@@ -184,7 +229,23 @@ class GlobalAvgPool2d(Module):
     def __init__(self):
         super().__init__()
 
+    @inference.compiles
     def forward(self, x):
+        if not self.training and inference.eligible(x):
+            return inference.run(self, x)
+        return self._forward(x)
+
+    def _compile_eval(self, b, src, following):
+        x = b.value(src)
+        _check_input(self, x, self._dims)
+        N, Ch = x.shape[:2]
+        x4 = inference.view(b, src, (N, Ch, 1, x.shape[2])) if self._dims == 1 else src
+        shape4 = b.value(x4).shape
+        y = inference.kernel_step(b, x4, (N, Ch, 1, 1), lambda out: prepared.prepare_adaptive_avg_pool2d(
+            shape4, (1, 1), out=out))
+        return inference.view(b, y, (N, Ch)), 0
+
+    def _forward(self, x):
         _check_input(self, x, self._dims)
         N, Ch = x.shape[:2]
         x4 = x.reshape(N, Ch, 1, -1) if self._dims == 1 else x
