@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as _np
+
 try:
     from . import _core  # noqa: F401  (C++/OpenMP kernels, always built by `pip install .`)
 except ImportError as exc:  # pragma: no cover - only on a broken install
@@ -71,13 +73,12 @@ def cuda_available() -> bool:
 
 def is_cuda_array(x) -> bool:
     """True for a CuPy ndarray (checked without importing cupy when it is not loaded)."""
-    return type(x).__module__.startswith("cupy")
+    t = type(x)
+    return t is not _np.ndarray and t.__module__.startswith("cupy")
 
 
 def array_module(x):
     """numpy for host arrays, cupy for device arrays."""
     if is_cuda_array(x):
         return cupy_module()
-    import numpy
-
-    return numpy
+    return _np

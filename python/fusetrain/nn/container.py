@@ -129,9 +129,13 @@ class Sequential(Module):
         return cur, 0
 
     def _forward(self, x):
-        for m in self.modules():
+        cached = self.__dict__.get("_train_plan")
+        if cached is None or cached[0] != inference.version():
+            cached = (inference.version(), self._plan(), list(self.modules()))
+            object.__setattr__(self, "_train_plan", cached)
+        _, steps, mods = cached
+        for m in mods:
             m._drop_caches()
-        steps = self._plan()
         pos = 0
         for step in steps:
             try:

@@ -34,6 +34,11 @@ def bump() -> None:
     _version += 1
 
 
+def version() -> int:
+    """The structure version: changes whenever any module's structure or mode changes."""
+    return _version
+
+
 def compiles(forward):
     """Marks a forward method whose class has a compile rule (``_compile_eval``)."""
     forward._compiles = True

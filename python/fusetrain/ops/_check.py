@@ -24,7 +24,7 @@ def array(x, name: str, *, dtype=np.float32, inplace: bool = False, shape=None, 
     Read-only inputs that are merely non-contiguous are made contiguous (a copy the kernel
     needs anyway); in-place targets must already be C-contiguous and writable.
     """
-    if not (isinstance(x, np.ndarray) or is_cuda_array(x)):
+    if type(x) is not np.ndarray and not (isinstance(x, np.ndarray) or is_cuda_array(x)):
         raise TypeError(f"{name} must be a numpy or cupy array, got {_describe(x)}")
     if x.dtype != np.dtype(dtype):
         # The NumPy twins also run in float64 (gradient checks of whole layers go through them).
@@ -64,6 +64,8 @@ def same_size(ref, ref_name: str, **others) -> None:
 
 
 def same_device(**arrays) -> None:
+    if all(type(a) is np.ndarray or a is None for a in arrays.values()):
+        return
     kinds = {name: is_cuda_array(a) for name, a in arrays.items() if a is not None}
     if len(set(kinds.values())) > 1:
         where = ", ".join(f"{n} on {'cuda' if c else 'cpu'}" for n, c in kinds.items())
