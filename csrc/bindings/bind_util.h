@@ -1,10 +1,11 @@
 // Helpers for the _core bindings: turn a numpy array argument into a typed pointer after
-// re-checking dtype, contiguity, writability and size (never converting or copying).
+// re-checking dtype, contiguity, alignment, writability and size (never converting or copying).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -35,7 +36,20 @@ T* array_ptr(const py::object& obj, const char* name, int64_t expect_size, bool 
   if (expect_size >= 0 && a.size() != expect_size)
     throw std::invalid_argument(std::string(name) + " has " + std::to_string(a.size()) +
                                 " elements, expected " + std::to_string(expect_size));
+  // The kernels load whole elements (and vectors of them); numpy.frombuffer at an odd offset
+  // gives arrays whose elements straddle that boundary.
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T))
+    throw std::invalid_argument(std::string(name) + " is not aligned to its " + std::to_string(sizeof(T)) +
+                                "-byte elements (a view at an odd byte offset?); pass an aligned copy, "
+                                "e.g. numpy.array(" + name + ")");
   return static_cast<T*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
+}
+
+// The same with the expected size given as dimensions, multiplied without overflow.
+template <class T>
+T* array_ptr(const py::object& obj, const char* name, std::initializer_list<int64_t> dims, bool writable,
+             bool allow_none = false) {
+  return array_ptr<T>(obj, name, fusetrain::checked_numel(dims, name), writable, allow_none);
 }
 
 inline int64_t array_size(const py::object& obj, const char* name) {

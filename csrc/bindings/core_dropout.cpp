@@ -23,10 +23,10 @@ void bind_dropout(py::module_& m) {
                                        py::object bits) {
     fusetrain::check(N >= 0 && F >= 0, "N, F must be >= 0");
     check_dropout(p, offset);
-    const float* xp = array_ptr<float>(x, "x", N * F, false);
+    const float* xp = array_ptr<float>(x, "x", {N, F}, false);
     const float* bp = array_ptr<float>(bias, "bias", F, false, true);
-    float* yp = array_ptr<float>(y, "out", N * F, true);
-    uint8_t* kp = array_ptr<uint8_t>(bits, "mask_bits", (N * F + 7) / 8, true, true);
+    float* yp = array_ptr<float>(y, "out", {N, F}, true);
+    uint8_t* kp = array_ptr<uint8_t>(bits, "mask_bits", (fusetrain::checked_numel({N, F}, "x") + 7) / 8, true, true);
     py::gil_scoped_release nogil;
     fusetrain::bias_act_dropout_forward(xp, bp, yp, N, F, to_act(act), static_cast<float>(slope), p, seed,
                                         offset, kp);
@@ -36,11 +36,13 @@ void bind_dropout(py::module_& m) {
                                         uint64_t offset, py::object bits) {
     fusetrain::check(N >= 0 && F >= 0, "N, F must be >= 0");
     check_dropout(p, offset);
-    const float* dyp = array_ptr<float>(dy, "grad_out", N * F, false);
-    const float* yp = array_ptr<float>(y, "out", N * F, false);
-    float* dxp = array_ptr<float>(dx, "grad_input", N * F, true);
+    fusetrain::check(to_act(act) != fusetrain::Act::kLeakyRelu || slope >= 0,
+                     "the leaky_relu backward reads the slope off the output's sign: negative_slope must be >= 0");
+    const float* dyp = array_ptr<float>(dy, "grad_out", {N, F}, false);
+    const float* yp = array_ptr<float>(y, "out", {N, F}, false);
+    float* dxp = array_ptr<float>(dx, "grad_input", {N, F}, true);
     float* dbp = array_ptr<float>(dbias, "grad_bias", F, true, true);
-    const uint8_t* kp = array_ptr<uint8_t>(bits, "mask_bits", (N * F + 7) / 8, false, true);
+    const uint8_t* kp = array_ptr<uint8_t>(bits, "mask_bits", (fusetrain::checked_numel({N, F}, "x") + 7) / 8, false, true);
     py::gil_scoped_release nogil;
     fusetrain::bias_act_dropout_backward(dyp, yp, dxp, dbp, N, F, to_act(act), static_cast<float>(slope), p,
                                          seed, offset, kp);
@@ -62,9 +64,9 @@ void bind_loss(py::module_& m) {
   m.def("softmax_xent", [](py::object logits, py::object labels, py::object dlogits, int64_t N, int64_t K,
                            double scale) {
     fusetrain::check(N >= 0 && K >= 1, "N must be >= 0 and K >= 1");
-    const float* lp = array_ptr<float>(logits, "logits", N * K, false);
+    const float* lp = array_ptr<float>(logits, "logits", {N, K}, false);
     const int64_t* yp = array_ptr<int64_t>(labels, "labels", N, false);
-    float* gp = array_ptr<float>(dlogits, "grad_input", N * K, true, true);
+    float* gp = array_ptr<float>(dlogits, "grad_input", {N, K}, true, true);
     for (int64_t i = 0; i < N; ++i)
       fusetrain::check(yp[i] >= 0 && yp[i] < K, "labels must be in [0, K)");
     py::gil_scoped_release nogil;

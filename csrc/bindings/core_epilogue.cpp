@@ -9,8 +9,8 @@ void bind_epilogue(py::module_& m) {
       [](py::object x, py::object out, int64_t N, int64_t C, int64_t S, py::object bias, py::object bn_mean,
          py::object bn_var, py::object bn_weight, py::object bn_bias, double eps, int act, float slope) {
         fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
-        const float* xp = array_ptr<float>(x, "x", N * C * S, false);
-        float* yp = array_ptr<float>(out, "out", N * C * S, true);
+        const float* xp = array_ptr<float>(x, "x", {N, C, S}, false);
+        float* yp = array_ptr<float>(out, "out", {N, C, S}, true);
         const fusetrain::Epilogue e = epilogue_args(C, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope);
         py::gil_scoped_release nogil;
         fusetrain::channel_affine_act(xp, yp, N, C, S, e);

@@ -1,6 +1,7 @@
 // Shared helpers for the CPU kernels: argument checks, sizes, scratch buffers, the parallel grain.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -22,6 +23,26 @@ inline void check_size(int64_t n, const char* name) {
 }
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Largest element count any size product may reach: far above what memory holds, and low enough
+// that adding a few elements or multiplying by an element size cannot overflow int64.
+constexpr int64_t kMaxElements = int64_t(1) << 62;
+
+// a * b for sizes a, b >= 0; throws (naming `what`) instead of overflowing.
+inline int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > kMaxElements)
+    throw std::invalid_argument(std::string(what) + ": the sizes " + std::to_string(a) + " x " + std::to_string(b) +
+                                (a < 0 || b < 0 ? " include a negative one" : " overflow (more than 2**62 elements)"));
+  return r;
+}
+
+// The element count of an array of these dimensions (each >= 0), checked against overflow.
+inline int64_t checked_numel(std::initializer_list<int64_t> dims, const char* what) {
+  int64_t n = 1;
+  for (int64_t d : dims) n = checked_mul(n, d, what);
+  return n;
+}
 
 // Scratch that every kernel writes before it reads: no zero fill (a std::vector would clear it).
 template <class T>

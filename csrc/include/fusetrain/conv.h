@@ -29,19 +29,27 @@ struct Window2d {
 
 // Fills OH/OW from the rest; throws std::invalid_argument when the window does not fit. Inline:
 // _core and _cuda (which does not link _core) check geometries with the same rules and messages.
+// Every value is below 2**31 and the input, padded input and output planes hold fewer than 2**31
+// pixels: int32 indices name any pixel, the GPU kernels index planes with int, and no product of
+// these values overflows int64.
 inline void window2d_init(Window2d& g) {
+  constexpr int64_t kLimit = int64_t(1) << 31;
   check(g.H >= 0 && g.W >= 0, "input height and width must be >= 0");
   check(g.KH >= 1 && g.KW >= 1, "kernel size must be >= 1");
   check(g.SH >= 1 && g.SW >= 1, "stride must be >= 1");
   check(g.PH >= 0 && g.PW >= 0, "padding must be >= 0");
   check(g.DH >= 1 && g.DW >= 1, "dilation must be >= 1");
+  for (int64_t v : {g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW})
+    check(v < kLimit, "window sizes must be < 2**31, got " + std::to_string(v));
+  check(g.H * g.W < kLimit, "input planes must have fewer than 2**31 pixels, got " + std::to_string(g.H) + "x" +
+                                std::to_string(g.W));
+  check((g.H + 2 * g.PH) * (g.W + 2 * g.PW) < kLimit, "padded input planes must have fewer than 2**31 pixels");
   const int64_t eh = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
   const int64_t ew = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
   check(eh >= 0 && ew >= 0, "the (dilated) kernel is larger than the padded input (" + std::to_string(g.H) + "x" +
                                 std::to_string(g.W) + ")");
   g.OH = eh / g.SH + 1;
   g.OW = ew / g.SW + 1;
-  check(g.H * g.W < (int64_t(1) << 31), "input planes must have fewer than 2**31 pixels");
 }
 
 // x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW); padded positions are 0.

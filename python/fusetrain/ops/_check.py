@@ -19,10 +19,11 @@ def _describe(x) -> str:
 
 def array(x, name: str, *, dtype=np.float32, inplace: bool = False, shape=None, ndim=None,
           min_ndim=None):
-    """Validate an array argument; returns it (C-contiguous) or raises TypeError/ValueError.
+    """Validate an array argument; returns it (C-contiguous, aligned) or raises TypeError/ValueError.
 
-    Read-only inputs that are merely non-contiguous are made contiguous (a copy the kernel
-    needs anyway); in-place targets must already be C-contiguous and writable.
+    Read-only inputs that are merely non-contiguous or misaligned (e.g. ``numpy.frombuffer`` at an
+    odd offset) are copied (a copy the kernel needs anyway); in-place targets must already be
+    C-contiguous, aligned and writable.
     """
     if type(x) is not np.ndarray and not (isinstance(x, np.ndarray) or is_cuda_array(x)):
         raise TypeError(f"{name} must be a numpy or cupy array, got {_describe(x)}")
@@ -45,8 +46,15 @@ def array(x, name: str, *, dtype=np.float32, inplace: bool = False, shape=None, 
             )
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             raise ValueError(f"{name} is updated in place and must be writable; got a read-only array")
+        if isinstance(x, np.ndarray) and not x.flags.aligned:
+            raise ValueError(
+                f"{name} is updated in place and must be aligned to its {x.dtype.itemsize}-byte elements; got a "
+                f"misaligned {_describe(x)} (e.g. numpy.frombuffer at an odd offset; pass numpy.array({name}) "
+                "and use it)")
     elif not x.flags.c_contiguous:
         x = x.copy(order="C") if is_cuda_array(x) else np.ascontiguousarray(x)
+    elif isinstance(x, np.ndarray) and not x.flags.aligned:
+        x = np.array(x, order="C")  # numpy.ascontiguousarray keeps a contiguous array's offset
     return x
 
 

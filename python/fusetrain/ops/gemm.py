@@ -15,6 +15,8 @@ def _operand(x, name):
         raise TypeError(f"{name} must be a numpy or cupy array, got {C._describe(x)}")
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got {C._describe(x)}")
+    if isinstance(x, np.ndarray) and not x.flags.aligned:
+        return np.array(x)  # the kernel loads whole floats; a view at an odd byte offset has none
     return x
 
 

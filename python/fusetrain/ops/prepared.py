@@ -46,8 +46,8 @@ def _out(out, shape):
 
 
 def _host(x):
-    # The kernels read C-contiguous memory; only a caller's own input can be anything else.
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    # The kernels read C-contiguous, aligned memory; only a caller's own input can be anything else.
+    return x if x.flags.c_contiguous and x.flags.aligned else np.array(x, order="C")
 
 
 def prepare_conv2d(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, bn=None,
@@ -93,7 +93,7 @@ def prepare_linear(x_shape, weight, bias=None, *, bn=None, act="identity", negat
             bnargs["eps"], code, slope)
 
     def run(x):
-        gemm(x, wT, out, False)
+        gemm(x if x.flags.aligned else np.array(x), wT, out, False)
         if need_epilogue:
             epi(out, out, *args)
         return out
