@@ -140,6 +140,25 @@ def test_conv_op_errors_name_the_argument():
         ops.conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), out=np.zeros((2, 4, 5, 5), np.float32))
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 0, 4), (2, 3, 4, 0), (0, 3, 0, 4), (2, 3, 0, 0)])
+def test_conv_refuses_empty_planes_where_torch_does(shape):
+    torch = torch_or_skip()
+    x = np.zeros(shape, np.float32)
+    layer = nn.Conv2d(3, 2, 1, padding=1)
+    try:
+        expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(layer.weight.data),
+                                              padding=1).numpy()
+    except RuntimeError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match="only a batch or channel count may be 0"):
+            layer(x)
+    else:
+        y = layer(x)
+        assert y.shape == expected.shape
+        assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
 def _torch_conv(torch, dims, x, layer):
     conv = torch.nn.functional.conv2d if dims == 2 else torch.nn.functional.conv1d
     tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)

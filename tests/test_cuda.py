@@ -645,7 +645,7 @@ def _pool_pair(cp, x, fwd, bwd, use_indices=False):
 
 
 # (shape, kernel, stride, padding, dilation): test_pool's cases plus dilation/overlap corners, and
-# one whose windows all fall in the padding (their index is 0 by convention, outside the window).
+# one whose windows all fall in the padding (index -1: their gradient goes nowhere).
 MAXPOOL_GPU_CASES = [((3, 5, 11, 7), k, s, p, d) for k, s, p, d in MAX2D] + [
     ((2, 3, 13, 17), 3, 1, 1, 2), ((1, 2, 9, 4), (4, 1), (1, 1), (2, 0), (3, 1)), ((2, 3, 1, 6), 2, 1, (2, 0), (3, 1)),
     ((4, 1, 1, 1), 1, 1, 0, 1)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fusetrain import nn, ops
+from fusetrain import _core, nn, ops
 from fusetrain.backend import use_backend
 from testutils import assert_close, torch_or_skip
 
@@ -186,3 +186,157 @@ def test_pool_errors_are_clear():
         nn.MaxPool2d(2, ceil_mode=True)
     with pytest.raises(RuntimeError, match="before forward"):
         nn.AvgPool2d(2).backward(x)
+
+
+@pytest.mark.parametrize("bad", [100000000, -2000000000, 1000, 16, -2])
+def test_max_pool_backward_refuses_indices_outside_the_plane(bad):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    y, idx = ops.max_pool2d_forward(x, 2)
+    idx = idx.copy()
+    idx[1, 2, 1, 0] = bad
+    g = np.ones_like(y)
+    for backend in ("fused", "numpy"):
+        gx = np.full(x.shape, 7.0, np.float32)
+        with use_backend(backend):
+            with pytest.raises(ValueError, match=f"indices: entry .* is {bad}, outside the input plane of 16"):
+                ops.max_pool2d_backward(g, idx, x.shape, 2, grad_input=gx)
+        np.testing.assert_array_equal(gx, 7.0)  # nothing written
+    gx = np.full(x.size, 7.0, np.float32)
+    with pytest.raises(ValueError, match="indices"):
+        _core.maxpool2d_backward(g, idx, gx, 6, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1)
+    np.testing.assert_array_equal(gx, 7.0)
+
+
+def _torch_max_pool_reference(torch, x, k, s, p, d):
+    """torch's max_pool2d of x (float64) and its input gradient for upstream dy, with the padding
+    made explicit as -inf pixels: torch's own padded backward writes out of bounds for windows
+    wholly in the padding (it gives them an index past the plane), while a window of explicit
+    -inf padding sends its gradient to a padding pixel, cropped away: nowhere, as torch means."""
+    F = torch.nn.functional
+    (ph, pw) = (p, p) if isinstance(p, int) else p
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    ty = F.max_pool2d(F.pad(tx, (pw, pw, ph, ph), value=-np.inf), k, s, 0, d)
+    return tx, ty
+
+
+# Windows that lie wholly in the padding: the dilated taps of a window straddle the input. torch
+# refuses padding above half the (undilated) kernel, which leaves only windows that are all empty
+# along one axis; the larger padding we allow (up to half the dilated kernel) mixes them with
+# windows that hold pixels.
+EMPTY_WINDOWS = [(2, 1, 1, 2, (1, 1)), (2, 1, 1, 2, (1, 4)), ((1, 2), 1, (0, 1), (1, 2), (2, 1)),
+                 (2, 2, 1, 3, (2, 2)), (2, 1, 2, 3, (2, 5)), (2, 1, (2, 0), (3, 1), (2, 3))]
+
+
+@pytest.mark.parametrize("k,s,p,d,hw", EMPTY_WINDOWS)
+def test_max_pool_window_wholly_in_padding_routes_its_gradient_nowhere(k, s, p, d, hw):
+    torch = torch_or_skip()
+    x = _x((2, 3) + hw, 5)
+    tx, ty = _torch_max_pool_reference(torch, x, k, s, p, d)
+    assert torch.isneginf(ty).any(), "the case must have a window wholly in the padding"
+    y, idx = ops.max_pool2d_forward(x, k, s, p, d)
+    assert_close(y, ty.detach().numpy(), rtol=0, atol=0, name="y")
+    if all(2 * pi <= ki for pi, ki in zip(np.broadcast_to(p, 2), np.broadcast_to(k, 2))):
+        # torch's own forward (its backward is not run: see _torch_max_pool_reference)
+        assert_close(y, torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d).numpy(), rtol=0, atol=0,
+                     name="y vs torch")
+    assert ((idx == -1) == np.isneginf(y)).all()
+    dy = _x(y.shape, 6)
+    ty.backward(torch.tensor(dy, dtype=torch.float64))
+    dx = ops.max_pool2d_backward(dy, idx, x.shape, k, s, p, d)
+    assert_close(dx, tx.grad.numpy(), rtol=1e-6, atol=1e-6, name="dx")
+    with use_backend("numpy"):
+        ry, ridx = ops.max_pool2d_forward(x.astype(np.float64), k, s, p, d)
+        rdx = ops.max_pool2d_backward(dy.astype(np.float64), ridx, x.shape, k, s, p, d)
+    np.testing.assert_array_equal(idx, ridx)
+    assert_close(rdx, tx.grad.numpy(), rtol=1e-12, atol=1e-12, name="twin dx")
+    layer = nn.MaxPool2d(k, s, p, d)
+    assert_close(layer(x), y, rtol=0, atol=0, name="layer y")
+    assert_close(layer.backward(dy), tx.grad.numpy(), rtol=1e-6, atol=1e-6, name="layer dx")
+
+
+def test_max_pool_window_of_minus_inf_points_at_its_first_pixel():
+    # A window whose pixels are all -inf (some of its taps in the padding) takes its first pixel,
+    # never a padding tap before it; the twin and the kernel agree with torch's index.
+    torch = torch_or_skip()
+    x = np.full((1, 1, 3, 3), -np.inf, np.float32)
+    x[0, 0, 2, 2] = 1.0
+    for k, s, p, d in ((3, 1, 1, 1), (2, 1, 1, 1), (3, 2, 1, 2)):
+        _, idx = ops.max_pool2d_forward(x, k, s, p, d)
+        with use_backend("numpy"):
+            _, ridx = ops.max_pool2d_forward(x, k, s, p, d)
+        _, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, return_indices=True)
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        np.testing.assert_array_equal(ridx, tidx.numpy())
+
+
+def _empty_cases():
+    F2 = [(lambda: nn.MaxPool2d(2, padding=1), "max_pool2d", dict(kernel_size=2, padding=1)),
+          (lambda: nn.AvgPool2d(2, 1, 1), "avg_pool2d", dict(kernel_size=2, stride=1, padding=1)),
+          (lambda: nn.AdaptiveAvgPool2d(2), "adaptive_avg_pool2d", dict(output_size=2))]
+    F1 = [(lambda: nn.MaxPool1d(2, padding=1), "max_pool1d", dict(kernel_size=2, padding=1)),
+          (lambda: nn.AvgPool1d(1), "avg_pool1d", dict(kernel_size=1)),
+          (lambda: nn.AdaptiveAvgPool1d(3), "adaptive_avg_pool1d", dict(output_size=3))]
+    shapes2 = [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (2, 3, 4, 0), (2, 3, 0, 0)]
+    shapes1 = [(0, 3, 4), (2, 0, 4), (2, 3, 0)]
+    return [(m, f, kw, sh) for m, f, kw in F2 for sh in shapes2] + [(m, f, kw, sh) for m, f, kw in F1 for sh in shapes1]
+
+
+@pytest.mark.parametrize("make,fname,kw,shape", _empty_cases())
+def test_pools_refuse_empty_planes_where_torch_does(make, fname, kw, shape):
+    torch = torch_or_skip()
+    x = np.zeros(shape, np.float32)
+    try:
+        expected = getattr(torch.nn.functional, fname)(torch.from_numpy(x), **kw).numpy()
+    except RuntimeError:
+        expected = None
+    layer = make()
+    for training in (True, False):
+        layer.train(training)
+        if expected is None:
+            with pytest.raises(ValueError, match=r"must be >= 1 \(only the batch may be empty\), got shape"):
+                layer(x)
+        else:
+            y = layer(x)
+            assert y.shape == expected.shape
+            if training:
+                assert layer.backward(np.ones_like(y)).shape == x.shape
+    op = getattr(ops, fname + "_forward", None)
+    if op is not None:
+        args = tuple(kw.values())
+        if expected is None:
+            with pytest.raises(ValueError, match="must be >= 1"):
+                op(x, *args)
+        else:
+            assert op(x, *args).__class__ in (tuple, np.ndarray)
+
+
+def test_pool_kernels_refuse_empty_planes():
+    with pytest.raises(ValueError, match="at least 1x1 pixels"):
+        _core.maxpool2d_forward(np.zeros(0, np.float32), np.zeros(6, np.float32), np.zeros(6, np.int32), 6, 0, 0,
+                                2, 2, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="at least 1x1 pixels"):
+        _core.adaptive_avgpool2d_forward(np.zeros(0, np.float32), np.zeros(4, np.float32), 1, 0, 3, 2, 2)
+
+
+BAD_GEOMETRY = {
+    "maxpool-stride-0": (lambda: nn.MaxPool2d(2, stride=0), "MaxPool2d: stride must be >= 1"),
+    "maxpool-kernel-0": (lambda: nn.MaxPool2d(0), "MaxPool2d: kernel_size must be >= 1"),
+    "maxpool-padding-negative": (lambda: nn.MaxPool2d(2, padding=-1), "MaxPool2d: padding must be >= 0"),
+    "maxpool-dilation-0": (lambda: nn.MaxPool2d(2, dilation=0), "MaxPool2d: dilation must be >= 1"),
+    "maxpool-padding-too-large": (lambda: nn.MaxPool2d(2, padding=2), "at most half of the effective kernel size"),
+    "maxpool1d-pair": (lambda: nn.MaxPool1d((2, 2)), "MaxPool1d: kernel_size must be an int or a sequence of 1 ints"),
+    "avgpool-kernel-0": (lambda: nn.AvgPool2d((2, 0)), "AvgPool2d: kernel_size must be >= 1"),
+    "avgpool1d-stride-0": (lambda: nn.AvgPool1d(3, stride=0), "AvgPool1d: stride must be >= 1"),
+    "avgpool-padding-too-large": (lambda: nn.AvgPool2d(2, padding=2), "at most half of the kernel size"),
+    "adaptive-0": (lambda: nn.AdaptiveAvgPool2d(0), "AdaptiveAvgPool2d: output_size must be an int >= 1"),
+    "adaptive1d-pair": (lambda: nn.AdaptiveAvgPool1d((2, 3)), "AdaptiveAvgPool1d: output_size"),
+    "conv-stride-0": (lambda: nn.Conv2d(1, 1, 3, stride=0), "stride must be an int >= 1"),
+    "conv1d-kernel-0": (lambda: nn.Conv1d(1, 1, 0), "kernel_size must be an int >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GEOMETRY))
+def test_window_layers_refuse_bad_geometry_at_construction(case):
+    make, match = BAD_GEOMETRY[case]
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()

@@ -257,7 +257,8 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
 namespace {
 
 // y, idx (P, OH, OW) over x (P, H, W): the CPU kernel's scan (first NaN wins, ties keep the
-// first, padding is -inf; a window of -inf points at its first pixel, an empty one at 0).
+// first, padding is -inf; a window of -inf points at its first pixel, one wholly in the padding
+// at -1, whose gradient goes nowhere).
 struct MaxPoolForward {
   const float* x;
   float* y;
@@ -287,7 +288,7 @@ struct MaxPoolForward {
       }
     }
     y[e] = best;
-    idx[e] = bi < 0 ? 0 : bi;
+    idx[e] = bi;
   }
 };
 
@@ -338,37 +339,6 @@ struct MaxPoolBackward {
   }
 };
 
-// One thread per plane routes dy through idx in output order, as the CPU kernel does. Used only
-// when some window holds no pixel: its index (0) lies outside it, where the gather cannot see it.
-struct MaxPoolRoute {
-  const float* dy;
-  const int32_t* idx;
-  float* dx;
-  Geom g;
-  __device__ __forceinline__ void operator()(int64_t p) const {
-    const int64_t HW = g.hw(), OHW = g.ohw();
-    float* dxp = dx + p * HW;
-    const float* dyp = dy + p * OHW;
-    const int32_t* ip = idx + p * OHW;
-    for (int64_t i = 0; i < HW; ++i) dxp[i] = 0.0f;
-    for (int64_t o = 0; o < OHW; ++o) {
-      const int64_t at = ip[o];
-      if (at >= 0 && at < HW) dxp[at] += dyp[o];
-    }
-  }
-};
-
-// Whether some window along one axis has no tap inside [0, size). Only windows that start in the
-// padding (few) or past the input can.
-bool axis_has_empty_window(int64_t size, int64_t K, int64_t S, int64_t P, int64_t D, int64_t O) {
-  if (O > 0 && (O - 1) * S - P >= size) return true;
-  for (int64_t o = 0; o < O && o * S < P; ++o) {
-    const int64_t k0 = (P - o * S + D - 1) / D;  // first tap at or after 0
-    if (k0 >= K || o * S - P + k0 * D >= size) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P, const Window2d& g,
@@ -378,13 +348,7 @@ void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t 
   require_ptr(dy, P * geom.ohw(), "grad_out");
   require_ptr(idx, P * geom.ohw(), "indices");
   require_ptr(dx, P * geom.hw(), "grad_input");
-  const char* name = "maxpool2d_backward";
-  if (axis_has_empty_window(g.H, g.KH, g.SH, g.PH, g.DH, g.OH) ||
-      axis_has_empty_window(g.W, g.KW, g.SW, g.PW, g.DW, g.OW)) {
-    launch_each(MaxPoolRoute{dy, idx, dx, geom}, geom.hw() > 0 ? P : 0, stream, name);
-    return;
-  }
-  launch_each(MaxPoolBackward{dy, idx, dx, geom}, P * geom.hw(), stream, name);
+  launch_each(MaxPoolBackward{dy, idx, dx, geom}, P * geom.hw(), stream, "maxpool2d_backward");
 }
 
 // ---- average pooling ------------------------------------------------------------------------

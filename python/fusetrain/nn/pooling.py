@@ -7,16 +7,27 @@ import numpy as np
 from .. import backend, ops
 from ..ops import prepared
 from . import inference
-from ..ops.conv import window_out_size
+from ..ops.conv import _ints, _nonempty_planes, window_out_size
 from .module import Module
 
 
-def _check_input(layer, x, dims):
+def _check_input(layer, x, dims, channels=True):
     if not hasattr(x, "shape") or not hasattr(x, "dtype") or x.dtype.kind != "f":
         raise TypeError(f"{layer!r}: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim != dims + 2:
         raise ValueError(f"{layer!r}: expected a {dims + 2}-D input {'(N, C, L)' if dims == 1 else '(N, C, H, W)'}, "
                          f"got shape {tuple(x.shape)}")
+    _nonempty_planes(x.shape, dims, repr(layer), channels)
+
+
+def _geometry(name, dims, **args):
+    """Validates (at construction) each window argument: an int or a sequence of dims ints, with
+    its least value; raises naming the layer and the argument."""
+    lows = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
+    try:
+        return {arg: _ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def _spatial(v, dims):
@@ -30,6 +41,8 @@ class _Pool(Module):
         super().__init__()
         if ceil_mode:
             raise NotImplementedError(f"{type(self).__name__}: ceil_mode=True is not supported")
+        _geometry(type(self).__name__, self._dims, kernel_size=kernel_size, padding=padding,
+                  **({} if stride is None else {"stride": stride}))
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -49,6 +62,11 @@ class _MaxPool(_Pool):
         if return_indices:
             raise NotImplementedError(f"{type(self).__name__}: return_indices=True is not supported "
                                       "(use fusetrain.ops.max_pool2d_forward for the indices)")
+        g = _geometry(type(self).__name__, self._dims, kernel_size=kernel_size, padding=padding, dilation=dilation)
+        for k, p, d in zip(g["kernel_size"], g["padding"], g["dilation"]):
+            if 2 * p > d * (k - 1) + 1:
+                raise ValueError(f"{type(self).__name__}: padding ({padding!r}) must be at most half of the effective "
+                                 f"kernel size ({d * (k - 1) + 1})")
         self.dilation = dilation
         self.return_indices = False
 
@@ -107,6 +125,10 @@ class _AvgPool(_Pool):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         if divisor_override is not None:
             raise NotImplementedError(f"{type(self).__name__}: divisor_override is not supported")
+        g = _geometry(type(self).__name__, self._dims, kernel_size=kernel_size, padding=padding)
+        if any(2 * p > k for k, p in zip(g["kernel_size"], g["padding"])):
+            raise ValueError(f"{type(self).__name__}: padding ({padding!r}) must be at most half of the kernel size "
+                             f"({kernel_size!r})")
         self.count_include_pad = bool(count_include_pad)
 
     @inference.compiles
@@ -164,6 +186,11 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
+        sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * self._dims
+        if len(sizes) != self._dims or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1) for v in sizes):
+            raise ValueError(f"{type(self).__name__}: output_size must be an int >= 1, None or a sequence of "
+                             f"{self._dims} of them, got {output_size!r}")
         self.output_size = output_size
 
     def _size2d(self, x):
@@ -180,7 +207,7 @@ class AdaptiveAvgPool2d(Module):
 
     def _compile_eval(self, b, src, following):
         x = b.value(src)
-        _check_input(self, x, self._dims)
+        _check_input(self, x, self._dims, channels=False)
         x4 = src if self._dims == 2 else inference.view(b, src, (x.shape[0], x.shape[1], 1, x.shape[2]))
         shape4 = b.value(x4).shape
         oh, ow = ((n if v is None else v) for v, n in zip(_spatial(self._size2d(x), 2), shape4[2:]))
@@ -189,7 +216,7 @@ class AdaptiveAvgPool2d(Module):
         return (y if self._dims == 2 else inference.view(b, y, (x.shape[0], x.shape[1], ow))), 0
 
     def _forward(self, x):
-        _check_input(self, x, self._dims)
+        _check_input(self, x, self._dims, channels=False)
         x4 = x if self._dims == 2 else x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
         size = self._size2d(x)
         oh, ow = ((n if v is None else v) for v, n in zip(_spatial(size, 2), x4.shape[2:]))
@@ -237,7 +264,7 @@ class GlobalAvgPool2d(Module):
 
     def _compile_eval(self, b, src, following):
         x = b.value(src)
-        _check_input(self, x, self._dims)
+        _check_input(self, x, self._dims, channels=False)
         N, Ch = x.shape[:2]
         x4 = inference.view(b, src, (N, Ch, 1, x.shape[2])) if self._dims == 1 else src
         shape4 = b.value(x4).shape
@@ -246,7 +273,7 @@ class GlobalAvgPool2d(Module):
         return inference.view(b, y, (N, Ch)), 0
 
     def _forward(self, x):
-        _check_input(self, x, self._dims)
+        _check_input(self, x, self._dims, channels=False)
         N, Ch = x.shape[:2]
         x4 = x.reshape(N, Ch, 1, -1) if self._dims == 1 else x
         y = ops.adaptive_avg_pool2d_forward(x4, (1, 1), out=self._buffer("y", (N, Ch, 1, 1), x))

@@ -66,6 +66,9 @@ def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
             f"{Cg * groups} (= weight.shape[1] * groups)")
     if OC % groups:
         raise ValueError(f"out channels ({OC}) must be divisible by groups ({groups})")
+    if N and Cin and (H == 0 or W == 0):
+        raise ValueError(f"x has shape {tuple(x_shape)}: as in torch, only a batch or channel count may be 0, not "
+                         "the height or width")
     OH = window_out_size(H, KH, stride[0], padding[0], dilation[0], "conv height")
     OW = window_out_size(W, KW, stride[1], padding[1], dilation[1], "conv width")
     return N, Cin, H, W, OC, Cg, KH, KW, OH, OW
@@ -267,7 +270,20 @@ def conv1d_backward(grad_out, col, weight, x_shape, *, stride=1, padding=0, dila
 # ---------------------------------------------------------------- pooling
 
 
+def _nonempty_planes(x_shape, dims, what, channels=True):
+    """PyTorch's pooling needs at least one pixel per plane, and one channel unless adaptive;
+    only the batch may be empty."""
+    spatial = tuple(x_shape[2:])
+    if any(n == 0 for n in spatial) or (channels and x_shape[1] == 0):
+        which = "channels, height and width" if dims == 2 else "channels and length"
+        if not channels:
+            which = "height and width" if dims == 2 else "length"
+        raise ValueError(f"{what}: the input's {which} must be >= 1 (only the batch may be empty), "
+                         f"got shape {tuple(x_shape)}")
+
+
 def _pool_args(x_shape, dims, kernel_size, stride, padding, dilation, what, max_pool):
+    _nonempty_planes(x_shape, dims, what)
     k = _ints(kernel_size, dims, "kernel_size", 1)
     s = k if stride is None else _ints(stride, dims, "stride", 1)
     p = _ints(padding, dims, "padding", 0)
@@ -324,6 +340,13 @@ def _max_pool_backward(grad_out, indices, input_shape, dims, kernel_size, stride
     indices = C.array(indices, "indices", dtype=np.int32, shape=oshape)
     grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)
     P = input_shape[0] * input_shape[1]
+    if use_numpy() or C.is_cuda_array(indices):
+        # The C++ kernel checks its indices itself (in parallel, before writing anything).
+        bad = (indices < -1) | (indices >= H * W)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad.get() if C.is_cuda_array(bad) else bad)[0])
+            raise ValueError(f"indices: entry {first} is {int(indices[first])}, outside the input plane of {H * W} "
+                             f"pixels (expected -1 <= index < {H * W}, -1 for a window wholly in the padding)")
     if use_numpy():
         grad_input.reshape(P, H, W)[...] = ref.max_pool2d_backward(grad_out.reshape(P, OH, OW),
                                                                    indices.reshape(P, OH, OW), (H, W))
@@ -336,13 +359,17 @@ def _max_pool_backward(grad_out, indices, input_shape, dims, kernel_size, stride
 
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, *, out=None, indices=None):
     """Returns (y, indices) for x (N, C, H, W); indices (int32) are flat positions ih*W + iw in
-    each input plane, as torch's return_indices gives. stride defaults to kernel_size."""
+    each input plane, as torch's return_indices gives. stride defaults to kernel_size. A window
+    wholly in the padding (possible with dilation) gives -inf and index -1 (torch: -inf and an
+    index outside the plane)."""
     return _max_pool_forward(x, 2, kernel_size, stride, padding, dilation, out, indices)
 
 
 def max_pool2d_backward(grad_out, indices, input_shape, kernel_size, stride=None, padding=0, dilation=1, *,
                         grad_input=None):
-    """Returns grad_input (N, C, H, W): grad_out routed to the forward's argmax positions."""
+    """Returns grad_input (N, C, H, W): grad_out routed to the forward's argmax positions; an index
+    of -1 (a window wholly in the padding) routes its gradient nowhere. Any other index outside
+    the plane raises ValueError before anything is written."""
     return _max_pool_backward(grad_out, indices, input_shape, 2, kernel_size, stride, padding, dilation,
                               grad_input)
 
@@ -431,6 +458,7 @@ def _adaptive_size(output_size, dims, in_spatial):
 def adaptive_avg_pool2d_forward(x, output_size, *, out=None):
     """Adaptive average pooling of x (N, C, H, W) to output_size (int, pair, None keeps a size)."""
     x = _pool_input(x, "x", 2)
+    _nonempty_planes(x.shape, 2, "adaptive_avg_pool2d", channels=False)
     C.same_device(x=x, out=out)
     N, Ch, H, W = x.shape
     OH, OW = _adaptive_size(output_size, 2, (H, W))
@@ -452,6 +480,7 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape, *, grad_input=None):
     if len(input_shape) != 4 or input_shape[:2] != tuple(grad_out.shape[:2]):
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {tuple(grad_out.shape[:2])}, "
                          f"got {input_shape}")
+    _nonempty_planes(input_shape, 2, "adaptive_avg_pool2d", channels=False)
     N, Ch, H, W = input_shape
     OH, OW = grad_out.shape[2:]
     grad_input = _buffer(grad_input, "grad_input", input_shape, grad_out)

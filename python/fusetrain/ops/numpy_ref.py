@@ -366,26 +366,35 @@ def _pool_taps(x3, kernel, stride, padding, dilation, fill):
 
 def max_pool2d_forward(x3, kernel, stride, padding, dilation):
     """Max over each window of planes x3 (P, H, W). Returns (y, idx): idx is the flat position
-    ih*W + iw of the first maximum (a NaN counts as the maximum)."""
+    ih*W + iw of the first maximum among the window's pixels (a NaN counts as the maximum), or -1
+    for a window wholly in the padding (y = -inf there)."""
     P, H, W = x3.shape
     taps, OH, OW = _pool_taps(x3, kernel, stride, padding, dilation, -np.inf)
+    inside = _pool_taps(np.ones((1, H, W), bool), kernel, stride, padding, dilation, False)[0]
     k = np.argmax(taps, axis=0)
     y = np.take_along_axis(taps, k[None], axis=0)[0]
+    # A window whose maximum is -inf points at its first pixel, as the kernels' scan does (argmax
+    # may have named a padding tap before it).
+    k = np.where(y == -np.inf, np.argmax(inside, axis=0), k)
     KW = kernel[1]
     oh = np.arange(OH).reshape(1, OH, 1)
     ow = np.arange(OW).reshape(1, 1, OW)
     ih = oh * stride[0] - padding[0] + (k // KW) * dilation[0]
     iw = ow * stride[1] - padding[1] + (k % KW) * dilation[1]
-    return y, (ih * W + iw).astype(np.int32)
+    idx = np.where(inside.any(axis=0), ih * W + iw, -1)
+    return y, idx.astype(np.int32)
 
 
 def max_pool2d_backward(dy3, idx, in_hw):
-    """dx (P, H, W): each dy routed to its argmax, summed where windows share a maximum."""
+    """dx (P, H, W): each dy routed to its argmax, summed where windows share a maximum; an index
+    of -1 (a window wholly in the padding) routes nowhere."""
     P = dy3.shape[0]
     H, W = in_hw
     dx = np.zeros((P, H * W), dy3.dtype)
-    rows = np.broadcast_to(np.arange(P).reshape(P, 1), (P, idx[0].size if P else 0))
-    np.add.at(dx, (rows, idx.reshape(P, -1)), dy3.reshape(P, -1))
+    idx = idx.reshape(P, -1)
+    rows = np.broadcast_to(np.arange(P).reshape(P, 1), idx.shape)
+    keep = idx >= 0
+    np.add.at(dx, (rows[keep], idx[keep]), dy3.reshape(P, -1)[keep])
     return dx.reshape(P, H, W)
 
 
