@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "bind_util.h"
+#include "fusetrain/conv.h"
 #include "fusetrain/parallel.h"
 
 namespace py = pybind11;
@@ -9,6 +10,9 @@ using namespace fusetrain_py;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fusetrain fused CPU kernels (C++, on fusetrain's own thread pool)";
+  // Reads FUSETRAIN_CPU_ISA: a value that names no instruction set, or one this CPU lacks, fails
+  // the import rather than run other kernels than the ones asked for.
+  fusetrain::conv2d_direct_isa();
   m.def("num_threads", &fusetrain::num_threads, "Threads a kernel may use (the calling thread included)");
   m.def("set_num_threads", &fusetrain::set_num_threads, py::arg("n"), "Sets the threads kernels may use (n >= 1)");
   m.def("default_num_threads", &fusetrain::default_num_threads,

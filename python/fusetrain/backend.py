@@ -11,7 +11,9 @@ import numpy as _np
 
 try:
     from . import _core  # noqa: F401  (C++/OpenMP kernels, always built by `pip install .`)
-except ImportError as exc:  # pragma: no cover - only on a broken install
+except ImportError as exc:
+    if str(exc).startswith("FUSETRAIN_CPU_ISA"):
+        raise  # the environment asks for kernels this CPU cannot run; the message says which
     raise ImportError(
         "fusetrain._core (the compiled CPU kernels) could not be imported. Install the package "
         "with `pip install .` so the C++ extension is built; original error: " + str(exc)
