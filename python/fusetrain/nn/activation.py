@@ -1,8 +1,9 @@
 """Elementwise activations. Each runs the fused epilogue kernel with no bias and no dropout, and
-its backward needs only the forward output."""
+its backward needs only the forward output (a LeakyReLU of negative slope: its input, since the
+output's sign no longer tells which side of 0 the input was)."""
 from __future__ import annotations
 
-from .. import ops
+from .. import backend, ops
 from ..ops import prepared
 from . import inference
 from .module import Module
@@ -34,15 +35,23 @@ class _Activation(Module):
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         y = ops.bias_act_dropout_forward(x, None, act=self.act, negative_slope=self._slope(),
                                          out=self._buffer("y", x.shape, x))
-        self._cache = y
+        self._cache = x if self._slope() < 0 else y
         return y
 
     def backward(self, grad_output):
-        y = self.__dict__.get("_cache")
-        if y is None:
+        saved = self.__dict__.get("_cache")
+        if saved is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        return ops.bias_act_dropout_backward(grad_output, y, act=self.act, negative_slope=self._slope(),
-                                             grad_input=self._buffer("gx", y.shape, y))
+        slope = self._slope()
+        if slope < 0:  # saved is the input: d/dx = 1 where x > 0, else the slope (torch's rule)
+            if tuple(grad_output.shape) != tuple(saved.shape):
+                raise ValueError(f"{self!r}: grad_output must have shape {tuple(saved.shape)}, got "
+                                 f"{tuple(grad_output.shape)}")
+            gx = self._buffer("gx", saved.shape, saved)
+            gx[...] = backend.array_module(saved).where(saved > 0, grad_output, grad_output * slope)
+            return gx
+        return ops.bias_act_dropout_backward(grad_output, saved, act=self.act, negative_slope=slope,
+                                             grad_input=self._buffer("gx", saved.shape, saved))
 
 
 class ReLU(_Activation):

@@ -21,6 +21,12 @@ def _plain(m) -> bool:
     return "forward" not in m.__dict__ and "backward" not in m.__dict__
 
 
+def _fusable(act) -> bool:
+    """The epilogue's backward reads the slope off the output's sign, which a negative
+    LeakyReLU slope flips; such a LeakyReLU runs as its own layer (which keeps its input)."""
+    return not (isinstance(act, LeakyReLU) and act.negative_slope < 0)
+
+
 class _Step:
     """One unit of a Sequential's execution plan: a single module, or a fused chain headed by a
     Linear or BatchNorm whose activation/dropout run in the head's epilogue."""
@@ -95,7 +101,7 @@ class Sequential(Module):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             if self.fuse and _plain(m) and isinstance(m, Linear):
-                act = nxt if isinstance(nxt, _EPILOGUE_ACTS) and _plain(nxt) else None
+                act = nxt if isinstance(nxt, _EPILOGUE_ACTS) and _plain(nxt) and _fusable(nxt) else None
                 j = i + 1 + (act is not None)
                 drop = mods[j] if j < len(mods) and type(mods[j]) is Dropout else None
                 if act is not None or drop is not None:

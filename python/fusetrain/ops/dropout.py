@@ -84,6 +84,8 @@ def bias_act_dropout_backward(grad_out, out, *, act="relu", negative_slope=0.01,
     """Gradient of bias_act_dropout_forward w.r.t. x (returned) and bias (accumulated into grad_bias).
 
     ``out`` is the forward output; the same (p, seed, offset) as the forward call must be given.
+    With act="leaky_relu" the slope is read off the sign of ``out``, so negative_slope must be
+    >= 0 (a negative slope flips that sign; nn.LeakyReLU keeps its input for those).
     """
     out = C.array(out, "out")
     grad_out = C.array(grad_out, "grad_out", shape=out.shape)
@@ -91,6 +93,9 @@ def bias_act_dropout_backward(grad_out, out, *, act="relu", negative_slope=0.01,
     p = C.probability(p)
     seed, offset = C.seed_offset(seed, offset)
     slope = C.number(negative_slope, "negative_slope")
+    if act == "leaky_relu" and slope < 0:
+        raise ValueError(f"negative_slope must be >= 0 for the leaky_relu backward, got {slope}: it reads the slope "
+                         "off the sign of out, which a negative slope flips")
     F = out.shape[-1] if out.ndim else 1
     if grad_bias is not None:
         grad_bias = C.array(grad_bias, "grad_bias", shape=(F,), inplace=True)
