@@ -9,7 +9,7 @@ from . import inference
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
-from .module import Module
+from .module import Module, enter_forward, exit_forward
 from .normalization import _BatchNorm
 from ..ops import prepared
 
@@ -140,16 +140,20 @@ class Sequential(Module):
             cached = (inference.version(), self._plan(), list(self.modules()))
             object.__setattr__(self, "_train_plan", cached)
         _, steps, mods = cached
-        for m in mods:
-            m._drop_caches()
-        pos = 0
-        for step in steps:
-            try:
-                x = step.forward(x)
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"Sequential layer {pos} ({type(step.head).__name__}): {exc}") from exc
-            pos += step.span
-        self._cache = steps
+        if enter_forward():
+            for m in mods:
+                m._drop_caches()
+        try:
+            pos = 0
+            for step in steps:
+                try:
+                    x = step.forward(x)
+                except (ValueError, TypeError) as exc:
+                    raise type(exc)(f"Sequential layer {pos} ({type(step.head).__name__}): {exc}") from exc
+                pos += step.span
+            self._cache = steps
+        finally:
+            exit_forward()
         return x
 
     def backward(self, grad_output):
@@ -239,21 +243,27 @@ class Residual(Module):
                              f"{tuple(s.shape)}")
 
     def _forward(self, x):
-        for m in self.modules():
-            m._drop_caches()
-        y = self.block(x)
-        s = self.shortcut(x) if self.shortcut is not None else x
-        self._check_shapes(y, s)
-        out = self._buffer("y", y.shape, y)
-        _add(y, s, out)
-        self._cache = True
+        if enter_forward():
+            for m in self.modules():
+                m._drop_caches()
+        try:
+            y = self.block(x)
+            s = self.shortcut(x) if self.shortcut is not None else x
+            self._check_shapes(y, s)
+            out = self._buffer("y", y.shape, y)
+            _add(y, s, out)
+            self._cache = True
+        finally:
+            exit_forward()
         return out
 
     def backward(self, grad_output):
         if self.__dict__.get("_cache") is None:
             raise RuntimeError("Residual: backward() called before forward()")
-        gb = self.block.backward(grad_output)
+        # reverse call order: a module that is both block and shortcut (or inside both) takes the
+        # state of its later call first (Module._save)
         gs = self.shortcut.backward(grad_output) if self.shortcut is not None else grad_output
+        gb = self.block.backward(grad_output)
         out = self._buffer("gx", gb.shape, gb)
         _add(gb, gs, out)
         return out
@@ -316,14 +326,18 @@ class Concat(Module):
         return dim, tuple(shape)
 
     def _forward(self, x):
-        for m in self.modules():
-            m._drop_caches()
-        outs = [b(x) for b in self._modules.values()]
-        dim, shape = self._out_shape(outs)
-        sizes = [o.shape[dim] for o in outs]
-        out = self._buffer("y", shape, outs[0])
-        backend.array_module(out).concatenate(outs, axis=dim, out=out)
-        self._cache = (dim, sizes)
+        if enter_forward():
+            for m in self.modules():
+                m._drop_caches()
+        try:
+            outs = [b(x) for b in self._modules.values()]
+            dim, shape = self._out_shape(outs)
+            sizes = [o.shape[dim] for o in outs]
+            out = self._buffer("y", shape, outs[0])
+            backend.array_module(out).concatenate(outs, axis=dim, out=out)
+            self._cache = (dim, sizes)
+        finally:
+            exit_forward()
         return out
 
     def backward(self, grad_output):
@@ -331,12 +345,13 @@ class Concat(Module):
         if cache is None:
             raise RuntimeError("Concat: backward() called before forward()")
         dim, sizes = cache
-        total, start = None, 0
-        for b, n in zip(self._modules.values(), sizes):
-            idx = (slice(None),) * dim + (slice(start, start + n),)
+        total, stop = None, sum(sizes)
+        # reverse call order, as Residual's
+        for b, n in zip(reversed(self._modules.values()), reversed(sizes)):
+            idx = (slice(None),) * dim + (slice(stop - n, stop),)
             g = b.backward(grad_output[idx])
             total = g.copy() if total is None else total.__iadd__(g)
-            start += n
+            stop -= n
         return total
 
     def extra_repr(self) -> str:

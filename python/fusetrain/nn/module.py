@@ -3,10 +3,15 @@ state_dict and train/eval semantics, plus an explicit ``backward(grad_output) ->
 
 Gradient convention: ``backward`` ACCUMULATES (+=) into each parameter's ``.grad`` and returns
 the gradient with respect to the input (a fresh array the caller may keep).
+
+One instance may be called at several places of one forward pass (weight sharing, as in
+``Sequential(lin, ReLU(), lin)``): each call keeps what its backward needs, and the backwards,
+run in reverse order as for any network, each use their own call's state.
 """
 from __future__ import annotations
 
 import sys
+import threading
 from collections import namedtuple
 
 import numpy as np
@@ -22,6 +27,35 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 # variable and getrefcount's own argument) refers to it, so a caller holding an earlier
 # output never sees it overwritten.
 _FREE_REFCOUNT = 3
+
+
+class _Calls(threading.local):
+    """Module calls in progress in this thread. Everything one outermost call runs is one forward
+    pass: a module that saves state (``self._cache = ...``) a second time within it stacks the
+    earlier state instead of losing it (see Module._save)."""
+
+    def __init__(self):
+        self.depth = 0
+        self.serial = 0  # outermost calls so far
+
+
+_calls = _Calls()
+
+
+def enter_forward() -> bool:
+    """For a container's forward: counts it as a call (it may be called directly, as
+    ``model.forward(x)``) and returns whether it is the outermost one, whose descendants' saved
+    state belongs to an earlier pass. Pair with exit_forward()."""
+    c = _calls
+    outermost = c.depth <= 1
+    if c.depth == 0:
+        c.serial += 1
+    c.depth += 1
+    return outermost
+
+
+def exit_forward() -> None:
+    _calls.depth -= 1
 
 
 class Module:
@@ -54,6 +88,9 @@ class Module:
                                  "before assigning parameters, buffers or submodules")
 
     def __setattr__(self, name, value):
+        if name == "_cache":
+            self._save(value)
+            return
         d = self.__dict__
         if not name.startswith("_"):
             inference.bump()  # a compiled eval plan may depend on it
@@ -185,13 +222,39 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        c = _calls
+        if c.depth == 0:
+            c.serial += 1
+        c.depth += 1
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            c.depth -= 1
+
+    def _save(self, value) -> None:
+        """``self._cache = value``: what this call's backward needs. A second call within one
+        forward pass (the module shared between places) keeps the earlier call's state on a
+        stack; each backward after the first takes the state of the call before (see
+        _replaying_backward), so backwards in reverse call order each get their own."""
+        d = self.__dict__
+        c = _calls
+        if c.depth and "_cache" in d and d.get("_cache_serial") == c.serial:
+            stack = d.get("_cache_stack")
+            if stack is None:
+                stack = d["_cache_stack"] = []
+            stack.append(d["_cache"])
+        else:
+            d.pop("_cache_stack", None)
+            d["_cache_serial"] = c.serial
+        d["_cache"] = value
+        d["_cache_used"] = False
 
     def _drop_caches(self) -> None:
         """Forget what the last forward saved for backward (containers call this on all their
         descendants before a new forward, so scratch buffers become reusable)."""
-        self.__dict__.pop("_cache", None)
-        self.__dict__.pop("_eval_input", None)
+        d = self.__dict__
+        for key in ("_cache", "_cache_stack", "_cache_used", "_eval_input"):
+            d.pop(key, None)
 
     def _buffer(self, key, shape, like):
         """A scratch array of ``shape`` and like's dtype/device, reused across calls when no one
@@ -393,13 +456,26 @@ class Module:
 
 def _replaying_backward(backward):
     """Wraps a subclass's backward: after a compiled eval forward (which saved nothing), replay that
-    forward through the layers' own forwards first, then run the backward."""
+    forward through the layers' own forwards first; a backward after one that used the saved state
+    takes the state of the call before it, when the module was called more than once (Module._save).
+    The flag is set after the backward, so a subclass's backward calling super().backward()
+    takes it once."""
     def wrapped(self, *args, **kwargs):
-        x = self.__dict__.pop("_eval_input", None)
+        d = self.__dict__
+        x = d.pop("_eval_input", None)
         if x is not None:
             with inference.replaying():
-                self._forward(x) if hasattr(self, "_forward") else self.forward(x)
-        return backward(self, *args, **kwargs)
+                enter_forward()
+                try:
+                    self._forward(x) if hasattr(self, "_forward") else self.forward(x)
+                finally:
+                    exit_forward()
+        if d.get("_cache_used") and d.get("_cache_stack"):
+            d["_cache"] = d["_cache_stack"].pop()
+        d["_cache_used"] = False
+        result = backward(self, *args, **kwargs)
+        d["_cache_used"] = True
+        return result
     wrapped.__name__, wrapped.__qualname__, wrapped.__doc__ = backward.__name__, backward.__qualname__, backward.__doc__
     wrapped._replays = True
     return wrapped
