@@ -1,6 +1,7 @@
 """Module mechanics (registration, traversal, state_dict errors, train/eval, zero_grad, devices,
 scratch-buffer safety), init schemes, clipping utilities and bad-input messages."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -289,3 +290,44 @@ def test_weight_norm_removal_restores_weight():
     nn.utils.remove_weight_norm(m)
     assert [n for n, _ in m.named_parameters()] == ["bias", "weight"]
     assert_close(m(x), y, rtol=1e-6, name="same function")
+
+
+@pytest.mark.parametrize("fin,fout", [(0, 5), (5, 0), (0, 0)])
+@pytest.mark.parametrize("backend", ["fused", "numpy"])
+def test_linear_with_zero_features_matches_torch(fin, fout, backend):
+    torch = pytest.importorskip("torch")
+    with fusetrain.backend.use_backend(backend):
+        lin = nn.Linear(fin, fout)
+        assert lin.weight.shape == (fout, fin)
+        np.testing.assert_array_equal(lin.bias.data, 0.0)  # U(-1/sqrt(0), ...) is U(0, 0), as in torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: "Initializing zero-element tensors is a no-op"
+            tlin = torch.nn.Linear(fin, fout).double() if fin else None
+        x = np.random.default_rng(0).standard_normal((2, 3, fin)).astype(np.float32)
+        lin.bias.data[...] = np.arange(fout)
+        y = lin(x)
+        expected = np.broadcast_to(np.arange(fout, dtype=np.float64), (2, 3, fout)) if fin == 0 else None
+        if tlin is not None:
+            with torch.no_grad():
+                tlin.weight.copy_(torch.tensor(lin.weight.data))
+                tlin.bias.copy_(torch.tensor(lin.bias.data))
+            tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+            ty = tlin(tx)
+            expected = ty.detach().numpy()
+        assert_close(y, expected, rtol=1e-6, atol=1e-6, name="y")
+        g = np.ones(y.shape, np.float32)
+        gx = lin.backward(g)
+        assert gx.shape == x.shape
+        if tlin is not None:
+            ty.backward(torch.tensor(g, dtype=torch.float64))
+            assert_close(gx, tx.grad.numpy(), rtol=1e-6, atol=1e-6, name="dx")
+        assert_close(lin.bias.grad, np.full(fout, 6.0), rtol=0, atol=0, name="bias grad")
+        assert lin.weight.grad.shape == (fout, fin)
+        lin.eval()
+        assert_close(lin(x), expected, rtol=1e-6, atol=1e-6, name="eval y")
+        model = nn.Sequential(nn.Linear(4, fin), nn.ReLU(), nn.Linear(fin, fout), nn.Linear(fout, 2))
+        opt = fusetrain.optim.SGD(model.parameters(), lr=0.1)
+        out = model(np.ones((3, 4), np.float32))
+        model.backward(np.ones_like(out))
+        opt.step()
+        assert out.shape == (3, 2) and np.isfinite(out).all()

@@ -56,7 +56,7 @@ void bind_gemm(py::module_& m) {
     const View A = view2d(a, "a", false), B = view2d(b, "b", false), C = view2d(out, "out", true);
     fusetrain::check(A.cols == B.rows, "a and b have incompatible shapes");
     fusetrain::check(C.rows == A.rows && C.cols == B.cols, "out has the wrong shape");
-    fusetrain::check(C.s1 == 1 && (C.rows <= 1 || C.s0 >= C.cols), "out must be C-contiguous rows");
+    fusetrain::check(C.empty() || (C.s1 == 1 && (C.rows <= 1 || C.s0 >= C.cols)), "out must be C-contiguous rows");
     // The kernel writes out tile by tile while it still reads a and b.
     fusetrain::check(!overlap(C, A) && !overlap(C, B), "out must not overlap a or b");
     py::gil_scoped_release nogil;

@@ -102,7 +102,7 @@ class Linear(Module):
         _check_features(self, x, self.in_features)
         check_dtype(self, x, w)
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
+        x2 = x.reshape(int(np.prod(lead)), self.in_features)  # -1 cannot be inferred when in_features is 0
         y = self._buffer("y", (x2.shape[0], self.out_features), w)
         ops.matmul(x2, w.T, y)
         seed = offset = 0
@@ -124,7 +124,7 @@ class Linear(Module):
         if tuple(grad_output.shape) != lead + (self.out_features,):
             raise ValueError(f"{self!r}: grad_output must have shape {lead + (self.out_features,)}, "
                              f"got {tuple(grad_output.shape)}")
-        g = grad_output.reshape(-1, self.out_features)
+        g = grad_output.reshape(x2.shape[0], self.out_features)
         gb = self.bias.grad if self.bias is not None else None
         if act != "identity" or p > 0:
             gz = self._buffer("gz", g.shape, w)

@@ -254,7 +254,7 @@ def bias_act_dropout_backward(dy, y, *, act, slope, p, seed, offset):
     else:
         dx = dy * activation_grad_from_output(y, act, slope)
     dx = dx.astype(dy.dtype, copy=False)
-    dbias = dx.reshape(-1, dx.shape[-1]).sum(axis=0) if dx.ndim else dx
+    dbias = dx.reshape(int(np.prod(dx.shape[:-1])), dx.shape[-1]).sum(axis=0) if dx.ndim else dx
     return dx, dbias
 
 
