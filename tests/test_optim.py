@@ -281,3 +281,19 @@ def test_add_param_group():
     assert_close(a.data, np.full(3, 0.9), name="group 0")
     assert_close(b.data, np.zeros(2), name="group 1")
     assert o.param_groups[1]["momentum"] == 0.9
+
+
+def test_check_model_refuses_an_optimizer_of_other_parameters():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    other = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"updates 4 parameter\(s\) that are not parameters of the Sequential "
+                                         r"\(the first: param_groups\[0\]\['params'\]\[0\], shape \(4, 3\)\)"):
+        optim.SGD(other.parameters(), lr=0.1).check_model(model)
+    mixed = optim.Adam([{"params": model[0].parameters()}, {"params": [other[2].bias]}])
+    with pytest.raises(ValueError, match=r"updates 1 parameter\(s\).*param_groups\[1\]\['params'\]\[0\], shape \(2,\)"):
+        mixed.check_model(model)
+    head_only = optim.SGD(model[2].parameters(), lr=0.1)  # a subset of the model's own: fine
+    head_only.check_model(model)
+    model.to(dtype=np.float64)  # re-packed, still the same parameters
+    head_only.check_model(model)
+    optim.SGD(model.parameters(), lr=0.1).check_model(model)

@@ -107,6 +107,21 @@ class Optimizer:
         if not all(s.valid() for s in self._segments):
             self._layout()
 
+    def check_model(self, model) -> None:
+        """Raises ValueError unless every parameter this optimizer updates is one of ``model``'s
+        (by identity): one built on another model's parameters, or on a model since replaced,
+        would step parameters that model's backward never gives a gradient, and the model would
+        not learn. Optimizing only some of the model's parameters is fine."""
+        own = {id(p) for p in model.parameters()}
+        foreign = [(i, j, p) for i, g in enumerate(self.param_groups) for j, p in enumerate(g["params"])
+                   if id(p) not in own]
+        if foreign:
+            i, j, p = foreign[0]
+            raise ValueError(
+                f"the optimizer updates {len(foreign)} parameter(s) that are not parameters of the "
+                f"{type(model).__name__} (the first: param_groups[{i}]['params'][{j}], shape {tuple(p.shape)}); "
+                "build the optimizer on this model's parameters, e.g. SGD(model.parameters(), ...)")
+
     # ---------------------------------------------------------------- stepping
     def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero every group's gradients (one fill per group; ``set_to_none`` is accepted for
