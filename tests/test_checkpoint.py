@@ -472,3 +472,93 @@ def test_a_load_that_fails_midway_is_rolled_back(tmp_path):
     inject.values = [0.5, 0.4, 0.3]
     h = t.fit(x, y, epochs=3, batch_size=10, verbose=0)
     assert h.epoch == [0, 1, 2] and (es.best, es.best_epoch, es.stopped_epoch) == (0.3, 2, -1)
+
+
+def _set(meta, *keys, value):
+    """meta with the entry at keys replaced (a list index or dict key at each level)."""
+    node = meta
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def _ema_size(meta):
+    return meta["callbacks"][1]["state"]["average"].size
+
+
+# (where, value or function of the checkpoint's content, the field the error must name)
+BAD_FIELDS = {
+    "epoch-str": (("epoch",), "x", "epoch must be a non-negative int, got 'x'"),
+    "epoch-negative": (("epoch",), -1, "epoch must be a non-negative int, got -1"),
+    "epoch-float": (("epoch",), 2.5, "epoch must be a non-negative int"),
+    "epoch-bool": (("epoch",), True, "epoch must be a non-negative int"),
+    "lr-str": (("optimizer", "state", "param_groups", 0, "lr"), "abc", r"param_groups\[0\]: lr must be a real number"),
+    "lr-negative": (("optimizer", "state", "param_groups", 0, "lr"), -1, r"param_groups\[0\]: lr must be >= 0.0"),
+    "betas-short": (("optimizer", "state", "param_groups", 0, "betas"), [0.9], "betas must be a pair"),
+    "betas-range": (("optimizer", "state", "param_groups", 0, "betas"), [0.9, 1.5], r"betas\[1\] must be < 1.0"),
+    "eps-nan": (("optimizer", "state", "param_groups", 0, "eps"), float("nan"), "eps must not be NaN"),
+    "initial-lr": (("optimizer", "state", "param_groups", 0, "initial_lr"), -0.5, "initial_lr must be >= 0.0"),
+    "step-negative": (("optimizer", "state", "state", 0, "step"), -3, r"state\[0\]\['step'\] must be a non-negative"),
+    "step-str": (("optimizer", "state", "state", 0, "step"), "x", r"state\[0\]\['step'\] must be a non-negative"),
+    "exp-avg-size": (("optimizer", "state", "state", 0, "exp_avg"), np.zeros(3, np.float32),
+                     "state 'exp_avg' has 3 elements"),
+    "exp-avg-str": (("optimizer", "state", "state", 0, "exp_avg"), "abc", r"state\[0\]\['exp_avg'\] must be an array"),
+    "philox-negative": (("rng", "philox_offset"), "-4", "philox_offset must be a non-negative multiple of 4"),
+    "philox-odd": (("rng", "philox_offset"), "6", "philox_offset must be a non-negative multiple of 4"),
+    "seed-negative": (("rng", "seed"), "-1", r"seed must be in \[0, 2\*\*64\)"),
+    "generator": (("rng", "generator"), '{"bit_generator": "MT19937"}', "invalid RNG state"),
+    "ema-size": (("callbacks", 1, "state", "average"), lambda m: np.zeros(_ema_size(m) - 1, np.float32),
+                 r"EMA state: 'average' must be None or a float array of the model's \d+ parameter values"),
+    "ema-count": (("callbacks", 1, "state", "n_averaged"), -2, "'n_averaged' must be a non-negative int"),
+    "early-wait": (("callbacks", 0, "state", "wait"), "x", "EarlyStopping state: 'wait' must be a non-negative int"),
+    "early-weights": (("callbacks", 0, "state", "best_weights"), {"0.weight": np.zeros((2, 2), np.float32)},
+                      "'best_weights' must be None or the MLP's state"),
+    "scheduler-epoch": (("scheduler", "state", "last_epoch"), "x", r"scheduler state\['last_epoch'\] must be like"),
+    "scheduler-lrs": (("scheduler", "state", "base_lrs"), [0.1, 0.2], r"scheduler state\['base_lrs'\] must be a list of 1"),
+    "scheduler-lr-negative": (("scheduler", "state", "base_lrs"), [-0.1], r"scheduler state\['base_lrs'\] must be >= 0"),
+    "history-values": (("history", "loss"), ["a", "b"], "history must be a dict of metric names to lists of numbers"),
+    "history-length": (("history_epochs",), [0], r"history\['loss'\] must be a list of 1 values"),
+    "model-entry": (("model", "state", "1.bias"), "abc", "not arrays: 1.bias"),
+    "callbacks-type": (("callbacks",), {"a": 1}, "callbacks must be a list of dicts"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FIELDS))
+def test_a_field_of_the_wrong_type_or_range_is_refused_and_nothing_changes(tmp_path, case):
+    src = _small_trainer(epochs=2)
+    src.save_checkpoint(tmp_path / "good.npz")
+    meta = checkpoint.read(tmp_path / "good.npz")
+    keys, value, message = BAD_FIELDS[case]
+    _set(meta, *keys, value=value(meta) if callable(value) else value)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    checkpoint.write(tmp_path / "bad.npz", meta)
+    t = _small_trainer(epochs=1)
+    snap = _snapshot(t)
+    with pytest.raises(CheckpointError, match=message):
+        t.load_checkpoint(tmp_path / "bad.npz")
+    _assert_same(_snapshot(t), snap, "trainer")
+    t.load_checkpoint(tmp_path / "good.npz")  # the same trainer takes the good file
+    assert t.epoch == 2
+
+
+def test_the_optimizer_and_scheduler_check_what_they_load():
+    model = MLP(3, (4,), 2)
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    sched = lr_scheduler.ExponentialLR(opt, 0.5)
+    good = opt.state_dict()
+    before = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    bad = copy.deepcopy(good)
+    bad["param_groups"][0]["lr"] = "abc"
+    with pytest.raises(TypeError, match=r"param_groups\[0\]: lr must be a real number"):
+        opt.load_state_dict(bad)
+    assert {k: v for k, v in opt.param_groups[0].items() if k != "params"} == before
+    bad = copy.deepcopy(good)
+    bad["param_groups"][0]["betas"] = (0.9, 0.99)
+    opt.load_state_dict(bad)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.99)
+    sd = sched.state_dict()
+    with pytest.raises(ValueError, match=r"scheduler state\['gamma'\] must be >= 0"):
+        sched.load_state_dict(dict(sd, gamma=-1.0))
+    with pytest.raises(ValueError, match=r"missing \['gamma'\]"):
+        sched.load_state_dict({k: v for k, v in sd.items() if k != "gamma"})
+    assert sched.state_dict() == sd

@@ -7,6 +7,8 @@ import math
 from bisect import bisect_right
 from collections import Counter
 
+import numpy as np
+
 from .optimizer import Optimizer, check_number
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "MultiStepLR", "ReduceLROnPlateau",
@@ -16,6 +18,54 @@ __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "Mul
 def _check_optimizer(optimizer):
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"expected a fusetrain.optim optimizer, got {type(optimizer).__name__}")
+
+
+# State entries that count (epochs, steps, waits) or are learning rates: never negative.
+_NON_NEGATIVE = {"_step_count", "patience", "cooldown", "cooldown_counter", "num_bad_epochs", "warmup_epochs",
+                 "base_lrs", "_last_lr", "min_lrs", "gamma", "eta_min", "step_size", "T_max", "total_iters"}
+_CHOICES = {"mode": ("min", "max"), "threshold_mode": ("rel", "abs")}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and not math.isnan(v)
+
+
+def _check_like(saved, current, where):
+    """Raises ValueError/TypeError naming the entry unless ``saved`` has the entries of
+    ``current`` (a scheduler's own state), each of the same kind: bools, ints, real numbers,
+    strings among their choices, lists of the same length, dicts of ints."""
+    if not isinstance(saved, dict):
+        raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
+    missing, unexpected = sorted(set(current) - set(saved)), sorted(map(str, set(saved) - set(current)))
+    if missing or unexpected:
+        raise ValueError(f"{where} does not match this scheduler: missing {missing}, unexpected {unexpected}")
+    for k, cur in current.items():
+        v, name = saved[k], f"{where}[{k!r}]"
+        items = list(v) if isinstance(cur, list) and isinstance(v, (list, tuple)) else None
+        if isinstance(cur, list) and (items is None or len(items) != len(cur)):
+            raise ValueError(f"{name} must be a list of {len(cur)}, got {v!r}")
+        for x, c in zip(items if items is not None else [v], cur if items is not None else [cur]):
+            if isinstance(c, bool):
+                ok = isinstance(x, (bool, np.bool_))
+            elif _is_int(c):
+                ok = _is_int(x)
+            elif isinstance(c, (float, np.floating)):
+                ok = _is_real(x)
+            elif isinstance(c, str):
+                ok = isinstance(x, str) and x in _CHOICES.get(k, (x,))
+            elif isinstance(c, dict):
+                ok = isinstance(x, dict) and all(_is_int(a) and _is_int(b) for a, b in x.items())
+            else:
+                ok = True
+            if not ok:
+                raise ValueError(f"{name} must be like {c!r} ({type(c).__name__}), got {x!r}")
+            if k in _NON_NEGATIVE and not isinstance(c, (str, dict)) and x < 0:
+                raise ValueError(f"{name} must be >= 0, got {x!r}")
 
 
 class LRScheduler:
@@ -74,7 +124,14 @@ class LRScheduler:
     def state_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k != "optimizer"}
 
+    def check_state_dict(self, state_dict) -> None:
+        """Raises ValueError/TypeError naming the entry unless ``state_dict`` holds this
+        scheduler's entries, each of the kind it has now."""
+        _check_like(state_dict, self.state_dict(), "scheduler state")
+
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a state from ``state_dict`` (checked first: on a problem nothing changes)."""
+        self.check_state_dict(state_dict)
         self.__dict__.update({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in state_dict.items()})
 
 
@@ -235,7 +292,21 @@ class SequentialLR(LRScheduler):
         sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return sd
 
+    def check_state_dict(self, state_dict) -> None:
+        current = self.state_dict()
+        subs = current.pop("_schedulers")
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("_schedulers"), (list, tuple)) \
+                or len(state_dict["_schedulers"]) != len(subs):
+            raise ValueError(f"scheduler state must hold the states of {len(subs)} schedulers")
+        _check_like({k: v for k, v in state_dict.items() if k != "_schedulers"}, current, "scheduler state")
+        for i, (s, sd) in enumerate(zip(self._schedulers, state_dict["_schedulers"])):
+            try:
+                s.check_state_dict(sd)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"schedulers[{i}]: {exc}") from None
+
     def load_state_dict(self, state_dict: dict) -> None:
+        self.check_state_dict(state_dict)
         state_dict = dict(state_dict)
         subs = state_dict.pop("_schedulers")
         self.__dict__.update(state_dict)

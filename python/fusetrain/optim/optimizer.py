@@ -187,38 +187,73 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore hyper-parameters and state saved by ``state_dict`` (same group structure)."""
-        groups = state_dict.get("param_groups")
-        if groups is None or "state" not in state_dict:
-            raise ValueError("optimizer state_dict must have 'state' and 'param_groups' entries")
+        """Restore hyper-parameters and state saved by ``state_dict`` (same group structure).
+        Everything is checked first (hyper-parameters as the constructor checks them, state
+        arrays' sizes, step counts); on a problem ValueError/TypeError names the field and
+        nothing has changed."""
+        hyper, states = self.checked_state_dict(state_dict)
+        for g, new in zip(self.param_groups, hyper):
+            g.update(new)
+        self.state = states
+
+    def checked_state_dict(self, state_dict) -> tuple:
+        """(hyper-parameters of each group, state of each group) that ``load_state_dict`` would
+        set from ``state_dict``, validated, without changing this optimizer."""
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError("optimizer state_dict must be a dict with 'state' and 'param_groups' entries")
+        groups, saved_states = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)):
+            raise TypeError(f"param_groups must be a list, got {type(groups).__name__}")
+        if not isinstance(saved_states, dict):
+            raise TypeError(f"state must be a dict of group index to state, got {type(saved_states).__name__}")
         if len(groups) != len(self.param_groups):
             raise ValueError(f"loaded state_dict has {len(groups)} parameter groups, this optimizer has "
                              f"{len(self.param_groups)}")
+        hyper = []
         for i, (saved, g) in enumerate(zip(groups, self.param_groups)):
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), (list, tuple)):
+                raise TypeError(f"param_groups[{i}] must be a dict with a 'params' list, got {saved!r}")
             if len(saved["params"]) != len(g["params"]):
                 raise ValueError(f"param group {i}: loaded state_dict has {len(saved['params'])} parameters, "
                                  f"this optimizer has {len(g['params'])}")
+            candidate = dict(g)
+            candidate.update({k: v for k, v in saved.items() if k != "params"})
+            try:
+                self._validate(candidate)
+                if "initial_lr" in candidate:
+                    candidate["initial_lr"] = check_number(candidate["initial_lr"], "initial_lr", lo=0.0)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"param_groups[{i}]: {exc}") from None
+            hyper.append({k: candidate[k] for k in saved if k != "params"})
         self._ensure_layout()
-        new_states = []
-        for i, (g, seg) in enumerate(zip(self.param_groups, self._segments)):
-            saved = state_dict["state"].get(i, state_dict["state"].get(str(i), {}))
+        states = []
+        for i, seg in enumerate(self._segments):
+            saved = saved_states.get(i, saved_states.get(str(i), {}))
+            if not isinstance(saved, dict):
+                raise TypeError(f"state[{i}] must be a dict, got {type(saved).__name__}")
             st = {}
             for k, v in saved.items():
+                where = f"state[{i}][{k!r}]"
                 if hasattr(v, "shape") and np.ndim(v) > 0:
+                    if np.asarray(v).dtype.kind not in "fiu":
+                        raise TypeError(f"{where} must hold real numbers, got dtype {np.asarray(v).dtype}")
                     if int(np.size(v)) != seg.data.size:
                         raise ValueError(f"param group {i}: state {k!r} has {np.size(v)} elements, expected "
                                          f"{seg.data.size}")
                     arr = self._zeros(seg.data)
                     arr[...] = backend.cupy_module().asarray(v) if backend.is_cuda_array(arr) else np.asarray(v)
                     st[k] = arr
-                else:
-                    st[k] = v.item() if hasattr(v, "item") else v
-            new_states.append(st)
-        for saved, g in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    g[k] = tuple(v) if isinstance(g.get(k), tuple) else v
-        self.state = new_states
+                    continue
+                v = v.item() if hasattr(v, "item") else v
+                # the only scalar state: how many steps the group took (Adagrad's lr decay and
+                # the bias corrections of Adam depend on it)
+                if k != "step":
+                    raise ValueError(f"{where} must be an array of the group's {seg.data.size} values, got {v!r}")
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"{where} must be a non-negative int, got {v!r}")
+                st[k] = v
+            states.append(st)
+        return hyper, states
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

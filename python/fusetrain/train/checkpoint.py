@@ -6,8 +6,9 @@ Layout: every array is an npz entry named by where it lives (``model/0.weight``,
 ``optimizer/state/0/exp_avg``, ...); everything else (scalars, strings, lists, the structure)
 is one JSON document in the entry ``__meta__`` that refers to those arrays by name; the entry
 ``__checksum__`` is the SHA-256 of the document and of every array's name, dtype, shape and bytes.
-Loading validates the whole file against the model and optimizer before changing anything, and
-rolls back if an assignment still fails.
+Loading validates the whole file (every field's type and range, and that it matches the model,
+optimizer, scheduler and callbacks) before changing anything, and rolls back if an assignment
+still fails.
 """
 from __future__ import annotations
 
@@ -189,7 +190,10 @@ def read(path) -> dict:
     if body.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {body.get('version')!r} is not supported "
                               f"(this fusetrain reads version {VERSION})")
-    return _decode(body, entries)
+    try:
+        return _decode(body, entries)
+    except (TypeError, ValueError) as exc:  # a "__dict__" that is not a list of pairs, an unhashable key
+        raise CheckpointError(f"{path}: malformed metadata ({type(exc).__name__}: {exc})") from exc
 
 
 # --------------------------------------------------------------------------- model / optimizer
@@ -226,11 +230,54 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
     write(path, meta)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_layout(ckpt, path):
+    """The document's own fields: their types and ranges (a file can pass its checksum and still
+    hold anything, e.g. when written by hand)."""
+    def entry(name, value, ok, expected):
+        if not ok:
+            raise CheckpointError(f"{path}: {name} must be {expected}, got {value!r:.200}")
+
+    def stateful(name, optional):
+        v = ckpt.get(name)
+        if v is None and optional:
+            return
+        entry(name, v, isinstance(v, dict) and isinstance(v.get("class"), str) and isinstance(v.get("state"), dict),
+              'a dict with a "class" string and a "state" dict')
+
+    stateful("model", False)
+    stateful("optimizer", True)
+    stateful("scheduler", True)
+    cbs = ckpt.get("callbacks", [])
+    entry("callbacks", cbs, isinstance(cbs, list) and all(
+        isinstance(c, dict) and isinstance(c.get("class"), str) and isinstance(c.get("state"), dict) for c in cbs),
+        'a list of dicts with a "class" string and a "state" dict')
+    epoch = ckpt.get("epoch", 0)
+    entry("epoch", epoch, _is_int(epoch) and epoch >= 0, "a non-negative int")
+    hist = ckpt.get("history", {})
+    entry("history", hist, isinstance(hist, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(_is_real(x) for x in v) for k, v in hist.items()),
+        "a dict of metric names to lists of numbers")
+    epochs = ckpt.get("history_epochs", [])
+    entry("history_epochs", epochs, isinstance(epochs, list) and all(_is_int(e) and e >= 0 for e in epochs),
+          "a list of non-negative ints")
+    for k, v in hist.items():
+        entry(f"history[{k!r}]", v, len(v) == len(epochs), f"a list of {len(epochs)} values (one per epoch)")
+
+
 def _check_model(ckpt, model, path):
     saved = ckpt["model"]["state"]
     current = model.state_dict()
     missing = [k for k in current if k not in saved]
     unexpected = [k for k in saved if k not in current]
+    not_arrays = [k for k in current if k in saved and not isinstance(saved[k], np.ndarray)]
     shapes = [f"{k}: checkpoint {tuple(np.shape(saved[k]))}, model {tuple(current[k].shape)}"
               for k in current if k in saved and tuple(np.shape(saved[k])) != tuple(current[k].shape)]
     kinds = [f"{k}: checkpoint {np.asarray(saved[k]).dtype}, model {current[k].dtype}"
@@ -239,7 +286,9 @@ def _check_model(ckpt, model, path):
     if missing:
         problems.append("missing from the checkpoint: " + ", ".join(missing))
     if unexpected:
-        problems.append("not in the model: " + ", ".join(unexpected))
+        problems.append("not in the model: " + ", ".join(map(str, unexpected)))
+    if not_arrays:
+        problems.append("not arrays: " + ", ".join(not_arrays))
     if shapes:
         problems.append("shape mismatch: " + "; ".join(shapes))
     if kinds:
@@ -257,38 +306,89 @@ def _check_optimizer(ckpt, optimizer, path):
         raise CheckpointError(f"{path}: the checkpoint holds {saved['class']} state, the optimizer is a {name}")
     state = saved["state"]
     groups = state.get("param_groups", [])
-    if len(groups) != len(optimizer.param_groups):
+    if isinstance(groups, list) and len(groups) != len(optimizer.param_groups):
         raise CheckpointError(f"{path}: the checkpoint's optimizer has {len(groups)} parameter groups, this one has "
                               f"{len(optimizer.param_groups)}")
-    for i, (sg, g) in enumerate(zip(groups, optimizer.param_groups)):
-        if len(sg.get("params", [])) != len(g["params"]):
-            raise CheckpointError(f"{path}: optimizer group {i} has {len(sg.get('params', []))} parameters in the "
-                                  f"checkpoint, {len(g['params'])} here")
-        size = sum(p.size for p in g["params"])
-        for k, v in state.get("state", {}).get(i, {}).items():
-            if hasattr(v, "shape") and np.ndim(v) > 0 and int(np.size(v)) != size:
-                raise CheckpointError(f"{path}: optimizer group {i} state {k!r} has {np.size(v)} elements, the "
-                                      f"group has {size} parameters")
+    try:
+        optimizer.checked_state_dict(state)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: optimizer {exc}") from exc
+
+
+def _check_scheduler(ckpt, scheduler, path):
+    saved = ckpt["scheduler"]
+    if saved["class"] != type(scheduler).__name__:
+        raise CheckpointError(f"{path}: the checkpoint holds {saved['class']} state, the scheduler is a "
+                              f"{type(scheduler).__name__}")
+    try:
+        scheduler.check_state_dict(saved["state"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def _check_rng(rng, path):
+    """seed in [0, 2**64), a non-negative Philox offset that is a multiple of 4 (offsets advance in
+    blocks of 4 draws) and a state NumPy's PCG64 accepts."""
     try:
-        int(rng["seed"])
-        int(rng["philox_offset"])
-        json.loads(rng["generator"])
+        seed, offset = int(str(rng["seed"])), int(str(rng["philox_offset"]))
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        if offset < 0 or offset % 4:
+            raise ValueError(f"philox_offset must be a non-negative multiple of 4, got {offset}")
+        np.random.PCG64().state = json.loads(str(rng["generator"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: invalid RNG state in the checkpoint ({exc})") from exc
+        raise CheckpointError(f"{path}: invalid RNG state in the checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
-def _match_callbacks(saved, callbacks):
-    """Pair each callback that can load state with the saved state of the same class, in order."""
+def _check_callback_state(cb, state, model):
+    """The built-in callbacks' states: each entry of the right type and range, arrays that fit
+    the model. Raises ValueError naming the entry."""
+    from .. import callbacks as C  # noqa: PLC0415 (callbacks import train lazily too)
+
+    def need(key, ok, expected):
+        if key not in state:
+            raise ValueError(f"{key!r} is missing")
+        if not ok(state[key]):
+            raise ValueError(f"{key!r} must be {expected}, got {state[key]!r:.200}")
+
+    def real(v):
+        return _is_real(v) and not v != v
+
+    if isinstance(cb, C.EarlyStopping):
+        need("wait", lambda v: _is_int(v) and v >= 0, "a non-negative int")
+        need("stopped_epoch", lambda v: _is_int(v) and v >= -1, "an int >= -1")
+        need("best_epoch", lambda v: _is_int(v) and v >= -1, "an int >= -1")
+        need("best", real, "a number")
+        current = model.state_dict()
+        need("best_weights", lambda v: v is None or (
+            isinstance(v, dict) and set(v) == set(current) and all(
+                isinstance(v[k], np.ndarray) and v[k].shape == current[k].shape
+                and v[k].dtype.kind == current[k].dtype.kind for k in current)),
+            f"None or the {type(model).__name__}'s state (its keys, shapes and dtypes)")
+    elif isinstance(cb, C.ModelCheckpoint):
+        need("best", real, "a number")
+    elif isinstance(cb, (C.EMA, C.SWA)):
+        size = sum(p.size for p in model.parameters())
+        need("n_averaged", lambda v: _is_int(v) and v >= 0, "a non-negative int")
+        need("average", lambda v: v is None or (isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size == size),
+             f"None or a float array of the model's {size} parameter values")
+
+
+def _match_callbacks(saved, callbacks, model, path):
+    """Pair each callback that can load state with the saved state of the same class, in order;
+    the built-in callbacks' states are checked."""
     pools: dict = {}
     for entry in saved:
         pools.setdefault(entry["class"], []).append(entry["state"])
     pairs = []
     for cb in callbacks:
         if callable(getattr(cb, "load_state_dict", None)) and pools.get(type(cb).__name__):
-            pairs.append((cb, pools[type(cb).__name__].pop(0)))
+            state = pools[type(cb).__name__].pop(0)
+            try:
+                _check_callback_state(cb, state, model)
+            except ValueError as exc:
+                raise CheckpointError(f"{path}: {type(cb).__name__} state: {exc}") from exc
+            pairs.append((cb, state))
     return pairs
 
 
@@ -304,6 +404,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
     """
     ckpt = read(path)
     path = os.fspath(path)
+    _check_layout(ckpt, path)
     model_snapshot = _check_model(ckpt, model, path)
     for what, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is None and ckpt.get(what) is not None and strict:
@@ -314,12 +415,11 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
                                   f"{type(obj).__name__}")
     if optimizer is not None:
         _check_optimizer(ckpt, optimizer, path)
-    if scheduler is not None and ckpt["scheduler"]["class"] != type(scheduler).__name__:
-        raise CheckpointError(f"{path}: the checkpoint holds {ckpt['scheduler']['class']} state, the scheduler is a "
-                              f"{type(scheduler).__name__}")
+    if scheduler is not None:
+        _check_scheduler(ckpt, scheduler, path)
     if restore_rng:
-        _check_rng(ckpt["rng"], path)
-    pairs = _match_callbacks(ckpt.get("callbacks", []), callbacks)
+        _check_rng(ckpt.get("rng"), path)
+    pairs = _match_callbacks(ckpt.get("callbacks", []), callbacks, model, path)
 
     opt_snapshot = optimizer.state_dict() if optimizer is not None else None
     sched_snapshot = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
@@ -354,5 +454,6 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
 def load_weights(path, model) -> None:
     """Load only the model's parameters and buffers from a checkpoint (e.g. for evaluation)."""
     ckpt = read(path)
+    _check_layout(ckpt, os.fspath(path))
     _check_model(ckpt, model, os.fspath(path))
     model.load_state_dict(ckpt["model"]["state"])
