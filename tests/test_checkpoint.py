@@ -562,3 +562,73 @@ def test_the_optimizer_and_scheduler_check_what_they_load():
     with pytest.raises(ValueError, match=r"missing \['gamma'\]"):
         sched.load_state_dict({k: v for k, v in sd.items() if k != "gamma"})
     assert sched.state_dict() == sd
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_save_removes_the_temporary_files_of_dead_processes_only(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    model = MLP(3, (4,), 2)
+    path = tmp_path / "ck.npz"
+    stale = [f".ck.npz.{dead_pid}.abc123.tmp", f".ck.npz.{dead_pid}.zz.tmp"]
+    live = [f".ck.npz.{os.getpid()}.mine.tmp", ".ck.npz.1.init.tmp"]  # this process (another thread's save), init
+    others = [".other.npz.%d.x.tmp" % dead_pid, ".ck.npz.notapid.tmp", "ck.npz.tmp"]  # not this target's, or foreign
+    for name in stale + live + others:
+        (tmp_path / name).write_bytes(b"partial")
+    save_checkpoint(path, model, epoch=1)
+    assert _temps(tmp_path) == sorted(live + others)
+    assert load_checkpoint(path, model)["epoch"] == 1
+
+
+_SAVER = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from fusetrain import nn, optim
+from fusetrain.train import save_checkpoint
+model = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 512))
+opt = optim.Adam(model.parameters())
+i = 0
+while True:
+    model[0].bias.data[...] = i
+    save_checkpoint(sys.argv[1], model, opt, epoch=i)
+    if i == 0:
+        print("ready", flush=True)
+    i += 1
+"""
+
+
+def test_a_saver_killed_at_random_moments_leaves_a_loadable_file_and_no_lasting_temp(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(fusetrain.__file__)))
+    path = tmp_path / "ck.npz"
+    model = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 512))
+    opt = optim.Adam(model.parameters())
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", _SAVER, str(path), package], stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            # the dead savers' temporaries went with this one's first save; only its own may exist
+            assert all(f".{child.pid}." in name for name in _temps(tmp_path)), _temps(tmp_path)
+            time.sleep(rng.uniform(0.0, 0.2))  # a random moment, most likely inside a save
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            child.stdout.close()
+        info = load_checkpoint(path, model, opt)  # whatever moment it was, the file is whole
+        np.testing.assert_array_equal(model[0].bias.data, info["epoch"])
+    save_checkpoint(path, model, opt, epoch=99)
+    assert _temps(tmp_path) == []
+    assert load_checkpoint(path, model, opt)["epoch"] == 99

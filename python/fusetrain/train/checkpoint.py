@@ -9,6 +9,10 @@ is one JSON document in the entry ``__meta__`` that refers to those arrays by na
 Loading validates the whole file (every field's type and range, and that it matches the model,
 optimizer, scheduler and callbacks) before changing anything, and rolls back if an assignment
 still fails.
+
+Writes go to a temporary file ``.<name>.<pid>.<random>.tmp`` beside the target, renamed over it
+when complete; a save removes the temporary files that processes no longer alive left behind
+(killed while saving).
 """
 from __future__ import annotations
 
@@ -102,7 +106,9 @@ def _atomic_write(path, arrays: dict) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)  # as Keras's ModelCheckpoint does for a new run folder
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    prefix = "." + os.path.basename(path) + "."
+    _remove_stale_temps(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666 less the umask)
         umask = os.umask(0)
@@ -129,6 +135,37 @@ def _atomic_write(path, arrays: dict) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def _remove_stale_temps(folder, prefix) -> None:
+    """Delete ``<prefix><pid>.<random>.tmp`` files of processes that are gone (killed while
+    saving). Live ones, this process's included (another thread may be saving), stay."""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
 
 
 def write(path, meta: dict) -> None:
