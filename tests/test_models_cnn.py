@@ -1,5 +1,8 @@
-"""CNN blocks and models: shapes, central-difference gradients of the residual and Inception
-blocks, and state_dict round trips with the same architecture written in torch.nn."""
+"""CNN blocks and models: shapes, eval forwards against the float64 NumPy twins, central-difference
+gradients of the residual and Inception blocks, and state_dict round trips, forwards and gradients
+against the same architectures written in torch.nn."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -24,7 +27,12 @@ def test_models_forward_backward_shapes(make, shape):
     for name, p in model.named_parameters():
         assert np.any(p.grad != 0), f"{name} received no gradient"
     model.eval()
-    assert_close(model(x), model(x), name="eval forward is deterministic")
+    y = model(x).copy()
+    twin = copy.deepcopy(model).double()
+    with use_backend("numpy"):
+        ref = twin(x.astype(np.float64))
+    assert_close(y, ref, rtol=1e-4, atol=1e-5, name="eval forward vs the float64 NumPy twins")
+    assert_close(model(x), y, rtol=0, atol=0, name="second eval forward (the compiled plan)")
 
 
 def _gradcheck(module, x, n=8, tol=1e-6):
@@ -88,6 +96,19 @@ def _torch_twins(torch):
             tnn.Conv2d(i, o, 3, padding=1, bias=False), tnn.BatchNorm2d(o), tnn.ReLU(),
             tnn.Conv2d(o, o, 3, padding=1, bias=False), tnn.BatchNorm2d(o))), tnn.ReLU())
 
+    class Concat(tnn.Sequential):
+        def forward(self, x):
+            return torch.cat([branch(x) for branch in self], dim=1)
+
+    def inception_block(cin, c1, c3r, c3, c5r, c5, pp):
+        return Concat(cbr(cin, c1, 1), tnn.Sequential(cbr(cin, c3r, 1), cbr(c3r, c3, 3)),
+                      tnn.Sequential(cbr(cin, c5r, 1), cbr(c5r, c5, 5)),
+                      tnn.Sequential(tnn.MaxPool2d(3, stride=1, padding=1), cbr(cin, pp, 1)))
+
+    def inception(cin, classes):
+        return tnn.Sequential(cbr(cin, 32, 3), inception_block(32, 16, 16, 24, 8, 12, 12), tnn.MaxPool2d(2),
+                              inception_block(64, 32, 32, 48, 16, 24, 24), GlobalAvg(), tnn.Linear(128, classes))
+
     def resnet(cin, classes):
         return tnn.Sequential(cbr(cin, 8, 3), block(8, 8), tnn.MaxPool2d(2), cbr(8, 16, 3), block(16, 16),
                               GlobalAvg(), tnn.Linear(16, classes))
@@ -96,18 +117,29 @@ def _torch_twins(torch):
         return tnn.Sequential(cbr(1, 4, 5, 1), cbr(4, 4, 5, 1), tnn.MaxPool1d(2), cbr(4, 6, 3, 1), cbr(6, 6, 3, 1),
                               tnn.MaxPool1d(2), cbr(6, 8, 3, 1), GlobalAvg(), tnn.Linear(8, classes))
 
-    return resnet, cnn1d
+    return resnet, cnn1d, inception
 
 
-@pytest.mark.parametrize("which", ["resnet", "cnn1d"])
+def _ours(which):
+    if which == "resnet":
+        return SmallResNet(1, 5, widths=(8, 16), dropout=0.0)
+    if which == "inception":
+        return SmallInception(1, 5, dropout=0.0)
+    return CNN1d(1, 5, channels=(4, 6, 8), dropout=0.0)
+
+
+@pytest.mark.parametrize("which", ["resnet", "cnn1d", "inception"])
 def test_state_dict_round_trip_and_training_step_match_torch(which):
     torch = torch_or_skip()
-    resnet, cnn1d = _torch_twins(torch)
+    resnet, cnn1d, inception = _torch_twins(torch)
     if which == "resnet":
-        ours, theirs = SmallResNet(1, 5, widths=(8, 16), dropout=0.0), resnet(1, 5)
+        ours, theirs = _ours(which), resnet(1, 5)
         x = np.random.default_rng(4).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    elif which == "inception":
+        ours, theirs = _ours(which), inception(1, 5)
+        x = np.random.default_rng(4).standard_normal((3, 1, 8, 8)).astype(np.float32)
     else:
-        ours, theirs = CNN1d(1, 5, channels=(4, 6, 8), dropout=0.0), cnn1d(5)
+        ours, theirs = _ours(which), cnn1d(5)
         x = np.random.default_rng(4).standard_normal((6, 1, 40)).astype(np.float32)
     theirs = theirs.double()
     sd = ours.state_dict()
@@ -124,8 +156,7 @@ def test_state_dict_round_trip_and_training_step_match_torch(which):
     for name, p in ours.named_parameters():
         assert_close(p.grad, tp[name].grad.numpy(), rtol=1e-3, atol=1e-4, name=f"grad {name}")
     # running statistics after one training step, then torch -> ours and an eval forward
-    fresh = SmallResNet(1, 5, widths=(8, 16), dropout=0.0) if which == "resnet" else CNN1d(1, 5, (4, 6, 8),
-                                                                                            dropout=0.0)
+    fresh = _ours(which)
     fresh.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     for k, v in ours.state_dict().items():
         assert_close(fresh.state_dict()[k], v, rtol=1e-5, atol=1e-6, name=k)

@@ -83,11 +83,25 @@ def test_one_step_matches_manual_forward_backward_update():
 
 
 def test_max_grad_norm_is_folded_into_the_optimizer():
-    x, y = _problem()
-    t = _trainer(max_grad_norm=0.5)
-    assert t.optimizer.max_grad_norm == 0.5
-    t.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    assert t.optimizer.last_grad_norm is not None and t.optimizer.last_grad_norm > 0
+    # one step of a linear model: the gradient's norm and the clipped update, in float64
+    x, y = _problem(n=8)
+    model = nn.Sequential(nn.Linear(13, 5))
+    w = model[0].weight.data.astype(np.float64)
+    b = model[0].bias.data.astype(np.float64)
+    t = Trainer(model, optim.SGD(model.parameters(), lr=0.1), metrics=(), max_grad_norm=0.05)
+    assert t.optimizer.max_grad_norm == 0.05
+    t.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    z = x.astype(np.float64) @ w.T + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(8), y] -= 1
+    gw, gb = p.T @ x / 8, p.sum(0) / 8
+    norm = math.sqrt(np.sum(gw * gw) + np.sum(gb * gb))
+    assert norm > 0.05  # the case clips
+    assert t.optimizer.last_grad_norm == pytest.approx(norm, rel=1e-5)
+    scale = 0.05 / (norm + 1e-6)
+    np.testing.assert_allclose(model[0].weight.data, w - 0.1 * scale * gw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model[0].bias.data, b - 0.1 * scale * gb, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="max_grad_norm"):
         _trainer(max_grad_norm=-1)
 

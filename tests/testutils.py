@@ -6,15 +6,21 @@ import numpy as np
 
 def assert_close(actual, expected, *, rtol=1e-5, atol=1e-6, name="value"):
     """Like numpy.testing.assert_allclose, but reports the count and first indices of mismatches
-    and NaN/Inf disagreements separately."""
+    and NaN/Inf disagreements separately. Non-finite values must match exactly: NaN with NaN,
+    +inf with +inf, -inf with -inf."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     assert a.shape == e.shape, f"{name}: shape {a.shape} != expected {e.shape}"
-    nan_a, nan_e = ~np.isfinite(a), ~np.isfinite(e)
-    if np.any(nan_a != nan_e):
-        idx = np.argwhere(nan_a != nan_e)[:5].tolist()
-        raise AssertionError(f"{name}: non-finite values disagree at {idx}")
-    fin = ~nan_a
+    nonfinite_a, nonfinite_e = ~np.isfinite(a), ~np.isfinite(e)
+    both = nonfinite_a & nonfinite_e
+    same = np.zeros(a.shape, dtype=bool)
+    same[both] = (np.isnan(a[both]) & np.isnan(e[both])) | (a[both] == e[both])
+    disagree = (nonfinite_a != nonfinite_e) | (both & ~same)
+    if np.any(disagree):
+        idx = [tuple(i) for i in np.argwhere(disagree)[:5].tolist()]
+        details = ", ".join(f"{i}: {float(a[i])!r} vs {float(e[i])!r}" for i in idx)
+        raise AssertionError(f"{name}: non-finite values disagree at {details}")
+    fin = ~nonfinite_a
     bad = np.zeros(a.shape, dtype=bool)
     bad[fin] = np.abs(a[fin] - e[fin]) > atol + rtol * np.abs(e[fin])
     if bad.any():
