@@ -391,10 +391,10 @@ def max_pool2d_backward(dy3, idx, in_hw):
     P = dy3.shape[0]
     H, W = in_hw
     dx = np.zeros((P, H * W), dy3.dtype)
-    idx = idx.reshape(P, -1)
+    idx = idx.reshape(P, int(np.prod(dy3.shape[1:])))
     rows = np.broadcast_to(np.arange(P).reshape(P, 1), idx.shape)
     keep = idx >= 0
-    np.add.at(dx, (rows[keep], idx[keep]), dy3.reshape(P, -1)[keep])
+    np.add.at(dx, (rows[keep], idx[keep]), dy3.reshape(idx.shape)[keep])
     return dx.reshape(P, H, W)
 
 
