@@ -43,7 +43,8 @@ inline void window2d_init(Window2d& g) {
     check(v < kLimit, "window sizes must be < 2**31, got " + std::to_string(v));
   check(g.H * g.W < kLimit, "input planes must have fewer than 2**31 pixels, got " + std::to_string(g.H) + "x" +
                                 std::to_string(g.W));
-  check((g.H + 2 * g.PH) * (g.W + 2 * g.PW) < kLimit, "padded input planes must have fewer than 2**31 pixels");
+  const int64_t ph = g.H + 2 * g.PH, pw = g.W + 2 * g.PW;  // each below 3 * 2**31
+  check(ph < kLimit && pw < kLimit && ph * pw < kLimit, "padded input planes must have fewer than 2**31 pixels");
   const int64_t eh = g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1;
   const int64_t ew = g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1;
   check(eh >= 0 && ew >= 0, "the (dilated) kernel is larger than the padded input (" + std::to_string(g.H) + "x" +
