@@ -632,3 +632,21 @@ def test_a_saver_killed_at_random_moments_leaves_a_loadable_file_and_no_lasting_
     save_checkpoint(path, model, opt, epoch=99)
     assert _temps(tmp_path) == []
     assert load_checkpoint(path, model, opt)["epoch"] == 99
+
+
+def test_check_extra_refuses_before_anything_changes(tmp_path):
+    src = _small_trainer(epochs=2)
+    save_checkpoint(tmp_path / "ck.npz", src.model, src.optimizer, src.scheduler, callbacks=src.callbacks, epoch=2,
+                    extra={"metadata": "not a dict"})
+    t = _small_trainer(epochs=1)
+    snap = _snapshot(t)
+
+    def needs_metadata_dict(extra):
+        return dict(extra["metadata"])
+    with pytest.raises(CheckpointError, match="extra: ValueError"):
+        load_checkpoint(tmp_path / "ck.npz", t.model, t.optimizer, t.scheduler, callbacks=t.callbacks,
+                        check_extra=needs_metadata_dict)
+    _assert_same(_snapshot(t), snap, "trainer")
+    info = load_checkpoint(tmp_path / "ck.npz", t.model, t.optimizer, t.scheduler, callbacks=t.callbacks,
+                           check_extra=lambda extra: extra["metadata"])
+    assert info["extra"] == {"metadata": "not a dict"} and info["epoch"] == 2

@@ -430,12 +430,15 @@ def _match_callbacks(saved, callbacks, model, path):
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=(), restore_rng=True,
-                    strict=True) -> dict:
+                    strict=True, check_extra=None) -> dict:
     """Restore what ``save_checkpoint`` wrote into ``model`` (and ``optimizer``, ``scheduler``,
     ``callbacks`` and fusetrain's RNG streams). Everything is validated first (keys, shapes,
-    dtypes, optimizer class and groups, scheduler class); on any problem a CheckpointError is
+    dtypes, optimizer class and groups, every hyper-parameter and state entry, scheduler, RNG,
+    callback states, epoch and history); on any problem a CheckpointError naming the field is
     raised and nothing has changed. With ``strict`` a checkpoint holding optimizer/scheduler
-    state that was not passed here (or the reverse) is refused too.
+    state that was not passed here (or the reverse) is refused too. ``check_extra``: a function
+    of the saved ``extra`` that raises (TypeError, ValueError, KeyError, AttributeError) when the
+    caller cannot use it, called before anything changes.
 
     Returns ``{"epoch", "history", "history_epochs", "extra"}``.
     """
@@ -457,6 +460,11 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, *, callbacks=()
     if restore_rng:
         _check_rng(ckpt.get("rng"), path)
     pairs = _match_callbacks(ckpt.get("callbacks", []), callbacks, model, path)
+    if check_extra is not None:
+        try:
+            check_extra(ckpt.get("extra"))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: extra: {type(exc).__name__}: {exc}") from exc
 
     opt_snapshot = optimizer.state_dict() if optimizer is not None else None
     sched_snapshot = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
