@@ -239,3 +239,17 @@ def test_repeated_forwards_without_backward_keep_one_state():
     assert len(lin.__dict__.get("_cache_stack", [])) == 0
     model(x)
     assert len(lin.__dict__["_cache_stack"]) == 1
+
+
+def test_a_shared_module_in_eval_mode_matches_torch():
+    # eval forwards run compiled (saving nothing); the backward replays them through the layers
+    torch = torch_or_skip()
+    lin, bn = nn.Linear(4, 4), nn.BatchNorm1d(4)
+    ours = nn.Sequential(lin, bn, nn.Tanh(), lin, bn)
+    x = np.random.default_rng(8).standard_normal((6, 4))
+    ours(x.astype(np.float32))  # running statistics away from their initial values
+    tlin, tbn = _torch_copy(torch, lin), _torch_copy(torch, bn)
+    theirs = torch.nn.Sequential(tlin, tbn, torch.nn.Tanh(), tlin, tbn)
+    ours.eval()
+    theirs.eval()
+    _check_shared(torch, ours, theirs, x, {"lin": (lin, tlin), "bn": (bn, tbn)})
