@@ -42,7 +42,8 @@ void bind_dropout(py::module_& m) {
     const float* yp = array_ptr<float>(y, "out", {N, F}, false);
     float* dxp = array_ptr<float>(dx, "grad_input", {N, F}, true);
     float* dbp = array_ptr<float>(dbias, "grad_bias", F, true, true);
-    const uint8_t* kp = array_ptr<uint8_t>(bits, "mask_bits", (fusetrain::checked_numel({N, F}, "x") + 7) / 8, false, true);
+    const uint8_t* kp =
+        array_ptr<uint8_t>(bits, "mask_bits", (fusetrain::checked_numel({N, F}, "x") + 7) / 8, false, true);
     py::gil_scoped_release nogil;
     fusetrain::bias_act_dropout_backward(dyp, yp, dxp, dbp, N, F, to_act(act), static_cast<float>(slope), p,
                                          seed, offset, kp);

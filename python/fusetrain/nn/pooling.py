@@ -187,8 +187,8 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
         sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * self._dims
-        if len(sizes) != self._dims or any(
-                v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1) for v in sizes):
+        valid = [v is None or (not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1) for v in sizes]
+        if len(sizes) != self._dims or not all(valid):
             raise ValueError(f"{type(self).__name__}: output_size must be an int >= 1, None or a sequence of "
                              f"{self._dims} of them, got {output_size!r}")
         self.output_size = output_size
