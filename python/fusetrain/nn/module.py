@@ -10,6 +10,7 @@ run in reverse order as for any network, each use their own call's state.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 from collections import namedtuple
@@ -36,10 +37,11 @@ class _Calls(threading.local):
 
     def __init__(self):
         self.depth = 0
-        self.serial = 0  # outermost calls so far
+        self.serial = 0  # the pass in progress (or the last one)
 
 
 _calls = _Calls()
+_passes = itertools.count(1)  # pass numbers unique across threads (next() holds the GIL)
 
 
 def enter_forward() -> bool:
@@ -49,7 +51,7 @@ def enter_forward() -> bool:
     c = _calls
     outermost = c.depth <= 1
     if c.depth == 0:
-        c.serial += 1
+        c.serial = next(_passes)
     c.depth += 1
     return outermost
 
@@ -224,7 +226,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         c = _calls
         if c.depth == 0:
-            c.serial += 1
+            c.serial = next(_passes)
         c.depth += 1
         try:
             return self.forward(*args, **kwargs)
