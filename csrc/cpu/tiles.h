@@ -13,6 +13,8 @@ using TileFn = void (*)(int64_t K, const float* a, const float* x, const int64_t
 // out (dr x dc, row-major) = sum_{s < L} x[r][s] * dT[s*ldd + j]: dr rows against dc contiguous
 // columns per position.
 using OuterFn = void (*)(int64_t L, const float* const* x, const float* dT, int64_t ldd, float* out);
+// out (tw floats) = sum_{k < ntaps} w[k] * (tw floats at x + off[k]): a depthwise convolution's run.
+using TapsFn = void (*)(int64_t ntaps, const float* w, const float* x, const int64_t* off, float* out);
 
 struct TileKernels {
   const char* isa;
@@ -20,6 +22,12 @@ struct TileKernels {
   int64_t dr, dc;  // outer: rows x columns
   TileFn tile, tile_acc;
   OuterFn outer;
+  // A narrower outer product for few output channels (<= ndc): ndr rows x ndc columns, so a
+  // weight gradient with 16 channels does not compute 32.
+  int64_t ndr, ndc;
+  OuterFn outer_narrow;
+  int64_t tw;  // taps: floats per run
+  TapsFn taps;
 };
 
 const TileKernels& tile_kernels();
