@@ -45,14 +45,12 @@ void pack_b_panel(const float* b, int64_t sbk, int64_t sbn, int64_t K, int64_t n
     for (int64_t k = 0; k < K; ++k) std::memcpy(dst + k * nr, b + k * sbk + n0, sizeof(float) * size_t(cols));
     return;
   }
-  constexpr int64_t kBlk = 16;  // e.g. B = W^T: each column is contiguous along k
-  for (int64_t kb = 0; kb < K; kb += kBlk) {
-    const int64_t ke = std::min(K, kb + kBlk);
-    for (int64_t n = 0; n < cols; ++n) {
-      const float* src = b + (n0 + n) * sbn;
-      for (int64_t k = kb; k < ke; ++k) dst[k * nr + n] = src[k * sbk];
-    }
+  if (sbk == 1) {  // e.g. B = W^T: each column is contiguous along k (transposed in registers)
+    tile_kernels().transpose(b + n0 * sbn, sbn, K, cols, dst, nr);
+    return;
   }
+  for (int64_t n = 0; n < cols; ++n)  // any other strides
+    for (int64_t k = 0; k < K; ++k) dst[k * nr + n] = b[k * sbk + (n0 + n) * sbn];
 }
 
 }  // namespace
