@@ -375,6 +375,11 @@ class Trainer:
                               extra={"metadata": self.metadata,
                                      "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
 
+    def save_weights(self, path) -> None:
+        """Write only the model's parameters and buffers (a checkpoint file that ``load_weights``
+        reads), tagged with the current epoch."""
+        _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
+
     def load_checkpoint(self, path) -> int:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
         corrupt or mismatched file raises CheckpointError and changes nothing). The next ``fit``
