@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import fusetrain
+
+TESTS = Path(__file__).resolve().parent
+PACKAGE_PARENT = Path(fusetrain.__file__).resolve().parents[1]  # the fusetrain under test, installed or not
 _SCRIPT = r"""
 import json, sys
 import fusetrain
@@ -31,7 +34,7 @@ print(json.dumps(h.history), file=open(sys.argv[2], "w"))
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT / "python"),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(PACKAGE_PARENT),
                                                        os.environ.get("PYTHONPATH", "")]))
     env.pop("COLUMNS", None)
     env.pop("LINES", None)

@@ -378,8 +378,7 @@ class Trainer:
                                      "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
 
     def save_weights(self, path) -> None:
-        """Write only the model's parameters and buffers (a checkpoint file that ``load_weights``
-        reads), tagged with the current epoch."""
+        """Write only the model's parameters and buffers (a checkpoint ``load_weights`` reads)."""
         _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
 
     def load_checkpoint(self, path) -> int:
