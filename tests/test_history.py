@@ -34,6 +34,8 @@ def test_plot_returns_a_labelled_figure_marking_the_best_epoch(tmp_path, restore
     h = _history(restored=restored)
     fig = h.plot()
     assert isinstance(fig, Figure) and not list(tmp_path.iterdir())
+    # what IPython displays for a returned Figure, with or without pyplot's inline backend
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["loss", "accuracy", "lr"]
     assert [ax.get_ylabel() for ax in axes] == ["loss", "accuracy", "learning rate"]

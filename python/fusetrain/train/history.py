@@ -3,6 +3,8 @@ of the metrics and a matplotlib figure of the curves."""
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import math
 import os
 
@@ -67,8 +69,8 @@ class History:
         opens a window or touches pyplot's global state.
         """
         try:
-            from matplotlib.figure import Figure
             from matplotlib.ticker import MaxNLocator
+            Figure = _figure_class()
         except ImportError as exc:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib "
                               "(or pip install 'fusetrain[plot]')") from exc
@@ -109,6 +111,21 @@ class History:
             _make_parent(path)
             fig.savefig(os.fspath(path), format="png")
         return fig
+
+
+@functools.lru_cache(maxsize=None)
+def _figure_class():
+    """matplotlib's Figure, displayed by IPython as a PNG: a Figure made without pyplot has no
+    display of its own in a notebook unless pyplot's inline backend was set up first."""
+    from matplotlib.figure import Figure
+
+    class HistoryFigure(Figure):
+        def _repr_png_(self):
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            return buf.getvalue()
+
+    return HistoryFigure
 
 
 def _make_parent(path) -> None:
