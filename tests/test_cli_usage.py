@@ -106,3 +106,14 @@ def test_bench_results_go_to_the_output_folder_not_the_published_ones(tmp_path):
     rows = (tmp_path / "out" / "dropout.csv").read_text().splitlines()
     assert rows[0].startswith("date,machine,bench,impl") and len(rows) >= 3
     assert _digests(folder / "results") == published
+
+
+def test_a_library_warning_is_one_line_without_a_source_line(tmp_path):
+    # early stopping with patience 0 ends the run at its first epoch without improvement (27 here),
+    # before SWA's start epoch
+    proc = fusetrain_cmd("train", "--hidden", "16", "--early-stopping", "0", "--swa-start", "30", "--quiet",
+                         "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("fusetrain: warning: SWA: training ended before start_epoch=30 (0-based); no weights "
+                           "were averaged\n")
+    assert "stopped early: val_loss had not improved for 1 epoch;" in proc.stdout

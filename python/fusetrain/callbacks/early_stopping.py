@@ -104,7 +104,7 @@ class EarlyStopping(Callback):
         parts = []
         if self.stopped_epoch >= 0:
             parts.append(f"stopped early after epoch {self.stopped_epoch + 1}: {self.monitor} had not improved for "
-                         f"{self.wait} epochs")
+                         f"{self.wait} epoch{'s' if self.wait != 1 else ''}")
         if restored:
             parts.append(f"restored the weights of epoch {self.best_epoch + 1} (best {self.monitor} "
                          f"{self.best:.4g})")

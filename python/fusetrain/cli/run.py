@@ -106,7 +106,8 @@ def _ending(trainer, history):
     stops = [c for c in trainer.callbacks if isinstance(c, cb.EarlyStopping)]
     if history.stopped_epoch is None or not stops:
         return ""
-    return f", stopped early: {stops[0].monitor} had not improved for {stops[0].patience} epochs"
+    wait = stops[0].wait
+    return f", stopped early: {stops[0].monitor} had not improved for {wait} epoch{'s' if wait != 1 else ''}"
 
 
 def train(args):
