@@ -44,12 +44,17 @@ def _env():
 def _in_terminal(tmp_path, columns, verbose):
     """Run the script with stdout and stderr on a pseudo-terminal of ``columns`` columns; returns
     (everything written to the terminal, the History)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
     script = tmp_path / "fit.py"
     script.write_text(_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(verbose), str(tmp_path / "h.json")], stdin=slave,
-                            stdout=slave, stderr=slave, env=_env(), cwd=tmp_path, close_fds=True)
+    raw = _run_in_terminal([sys.executable, str(script), str(verbose), str(tmp_path / "h.json")], tmp_path, columns)
+    return raw, json.loads((tmp_path / "h.json").read_text())
+
+
+def _run_in_terminal(cmd, cwd, columns):
+    """Everything ``cmd`` writes to a pseudo-terminal of ``columns`` columns (stdout and stderr)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=_env(), cwd=cwd, close_fds=True)
     os.close(slave)
     chunks = []
     while True:
@@ -61,8 +66,8 @@ def _in_terminal(tmp_path, columns, verbose):
             break
         chunks.append(chunk)
     os.close(master)
-    assert proc.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
-    return b"".join(chunks).decode(), json.loads((tmp_path / "h.json").read_text())
+    assert proc.wait(timeout=300) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode()
 
 
 def _screen(raw, columns):
@@ -139,3 +144,15 @@ def test_a_pipe_gets_one_plain_line_per_epoch(tmp_path):
     for e, line in enumerate(lines):
         assert line.split("  ")[:2] == [f"Epoch {e + 1}/3", "38/38"] and "samples/s" in line
         assert all(f in line for f in _summary_fields(history, e))
+
+
+def test_the_cli_in_an_80_column_terminal_breaks_its_lines_between_words(tmp_path):
+    raw = _run_in_terminal([sys.executable, "-m", "fusetrain", "train", "--early-stopping", "0", "--out", "run"],
+                           tmp_path, 80)
+    lines, overflows = _screen(raw, 80)
+    assert overflows == 0, lines  # the terminal never had to wrap a line itself
+    text = " ".join(line.strip() for line in lines)
+    assert re.search(r"EarlyStopping: stopped early after epoch \d+: val_loss had not improved for 1 epoch; "
+                     r"restored the weights of epoch \d+", text), text
+    assert re.search(r"test accuracy \d+\.\d\d% \(loss \d\.\d{4}\) after \d+ epochs, stopped early", text), text
+    assert "wrote run/: history.csv, curves.png, checkpoint.npz, model.npz" in text

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..console import echo
 from .base import Callback, Monitor
 
 
@@ -62,7 +63,7 @@ class EarlyStopping(Callback):
             self.rearmed_after = self.stopped_epoch
             self.wait, self.stopped_epoch = 0, -1
             if self.verbose:
-                print(f"EarlyStopping: the resumed run had stopped after epoch {self.rearmed_after + 1}; re-armed "
+                echo(f"EarlyStopping: the resumed run had stopped after epoch {self.rearmed_after + 1}; re-armed "
                       f"with patience {self.patience} (best {self.monitor} so far {self.best:.4g}, epoch "
                       f"{self.best_epoch + 1})")
 
@@ -95,7 +96,7 @@ class EarlyStopping(Callback):
         if self.verbose:
             message = self.describe(restored)
             if message:
-                print(message)
+                echo(message)
 
     def describe(self, restored=None) -> str:
         """One line on what happened at the end of the last fit (empty when there is nothing to say)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import backend, callbacks as cb, data
 from .. import random as frandom
 from ..backend import cuda_available
+from ..console import echo
 from ..models import registry
 from ..nn import init as nn_init
 from ..optim import factory
@@ -148,14 +149,14 @@ def train(args):
     if not args.quiet:
         n_params = sum(p.size for p in model.parameters())
         preset = f"preset {args.preset}: " if args.preset else ""
-        print(f"{preset}{args.dataset}: {len(x)} train, {0 if val is None else len(val[0])} validation, {len(xt)} "
+        echo(f"{preset}{args.dataset}: {len(x)} train, {0 if val is None else len(val[0])} validation, {len(xt)} "
               f"test samples; {args.model} with {n_params:,} parameters; {args.optimizer}, backend {args.backend}")
     if args.resume:
         if trainer.epoch >= args.epochs:
-            print(f"nothing to train: the checkpoint already holds {trainer.epoch} epochs and --epochs is "
+            echo(f"nothing to train: the checkpoint already holds {trainer.epoch} epochs and --epochs is "
                   f"{args.epochs}; pass --epochs {trainer.epoch + 10} (say) to continue it")
         elif not args.quiet:
-            print(f"resuming {args.resume} at epoch {trainer.epoch + 1} of {args.epochs}, writing into {out}")
+            echo(f"resuming {args.resume} at epoch {trainer.epoch + 1} of {args.epochs}, writing into {out}")
     t0 = time.perf_counter()
     history = trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
                           seed=args.seed, verbose=0 if args.quiet else 1)
@@ -174,8 +175,8 @@ def train(args):
         written.remove("curves.png")
         note = " (no curves.png: no epoch was trained)"
     n = len(history.epoch)
-    print(f"test accuracy {100 * res.get('accuracy', float('nan')):.2f}% (loss {res['loss']:.4f}) after {n} "
+    echo(f"test accuracy {100 * res.get('accuracy', float('nan')):.2f}% (loss {res['loss']:.4f}) after {n} "
           f"epoch{'s' if n != 1 else ''}{_ending(trainer, history)}; trained {elapsed:.1f}s; evaluated "
           f"{_which_weights(trainer, history)}")
-    print(f"wrote {os.path.join(str(out), '')}: {', '.join(written)}{note}")
+    echo(f"wrote {os.path.join(str(out), '')}: {', '.join(written)}{note}")
     return 0

@@ -2,39 +2,18 @@
 tqdm.auto), then one summary line per epoch that fits the terminal's width; plain lines in logs."""
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 
 from tqdm import tqdm as _console_tqdm
 from tqdm.auto import tqdm as _auto_tqdm
 
+from ..console import fit_lines, is_terminal, terminal_width
+
 # tqdm.auto chose its notebook class: this process is a Jupyter kernel with ipywidgets
 _IN_NOTEBOOK = any(c.__module__ == "tqdm.notebook" for c in _auto_tqdm.__mro__)
 
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
-
-
-def _terminal_width(file) -> int:
-    try:
-        return os.get_terminal_size(file.fileno()).columns
-    except (AttributeError, OSError, ValueError):
-        return shutil.get_terminal_size().columns
-
-
-def _fit_lines(fields, width, indent="    "):
-    """Join ``fields`` with two spaces into lines no wider than ``width``, breaking only between
-    fields (never inside a name-value pair); continuation lines are indented."""
-    lines, line = [], ""
-    for field in fields:
-        candidate = f"{line}  {field}" if line else field
-        if line and len(candidate) > width:
-            lines.append(line)
-            candidate = indent + field
-        line = candidate
-    lines.append(line)
-    return "\n".join(lines)
 
 
 def format_value(name, value) -> str:
@@ -66,7 +45,7 @@ class Progress:
             self.mode = "lines"
         elif _IN_NOTEBOOK:
             self.mode = "widget"
-        elif getattr(self.file, "isatty", lambda: False)():
+        elif is_terminal(self.file):
             self.mode = "bar"
         else:
             self.mode = "lines"
@@ -110,7 +89,7 @@ class Progress:
         fields = [self._desc, f"{self.steps}/{self.steps}", f"{elapsed:.1f}s", f"{self._rate():,.0f} samples/s",
                   *metrics]
         if self.mode == "bar":
-            text = _fit_lines(fields, _terminal_width(self.file) - 1)
+            text = fit_lines(fields, terminal_width(self.file) - 1)
         else:
             text = "  ".join(fields)
         self.file.write(text + "\n")
