@@ -10,6 +10,7 @@ import warnings
 from ..models.registry import MODELS
 from . import bench
 from .parser import PRESETS, build_parser
+from .run import train
 from .settings import UsageError, resolve
 
 __all__ = ["MODELS", "PRESETS", "UsageError", "build_parser", "main", "parse_args"]
@@ -43,6 +44,7 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None):
+    """Run ``fusetrain`` with ``argv`` (default: the process's arguments); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:
@@ -52,7 +54,6 @@ def main(argv=None):
     if not argv:
         parser.print_help()
         return 0
-    debug = "--debug" in argv
     try:
         args = parse_args(argv, parser)
     except UsageError as exc:
@@ -61,8 +62,6 @@ def main(argv=None):
         return bench.run(args, extra)
     if extra:
         _fail("fusetrain train", f"unrecognized arguments: -- {' '.join(extra)}")
-    from .run import train
-
     with warnings.catch_warnings():
         warnings.showwarning = _warning_line  # one line, without the library's source line
         try:
@@ -70,6 +69,7 @@ def main(argv=None):
         except UsageError as exc:
             _fail("fusetrain train", exc)
         except Exception as exc:
-            if debug:
+            if args.debug:
                 traceback.print_exc()
-            _fail("fusetrain train", f"{type(exc).__name__}: {exc}" + ("" if debug else " (--debug shows the traceback)"))
+            hint = "" if args.debug else " (--debug shows the traceback)"
+            _fail("fusetrain train", f"{type(exc).__name__}: {exc}{hint}")
