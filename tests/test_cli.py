@@ -256,7 +256,7 @@ def test_each_model_trains_one_epoch_on_tiny_data(capsys, tmp_path, name, shape,
     out_dir = tmp_path / "run"
     rc, out = _run(capsys, *data_flags, "--model", name, *flags, "--epochs", "1", "--batch-size", "16",
                    "--seed", "2", "--quiet", "--out", str(out_dir))
-    assert rc == 0 and _reported(out)[2] == 1
+    assert rc == 0 and _reported(out)[2] == 1 and " after 1 epoch;" in out  # singular
     saved = ckpt.read(out_dir / "checkpoint.npz")
     assert saved["epoch"] == 1 and math.isfinite(saved["history"]["loss"][0])
     # model.npz fits (keys and shapes) a model built independently for these flags, and its
