@@ -84,7 +84,7 @@ def test_bench_help_lists_the_benchmarks(tmp_path):
     folder = bench.bench_dir()
     if folder is None:
         pytest.skip("no benchmarks/ folder: fusetrain runs from an installed copy outside the checkout")
-    proc = fusetrain_cmd("bench", "--help", cwd=tmp_path)
+    proc = fusetrain_cmd("bench", "--help", cwd=folder.parent)  # where a user of the checkout runs it
     assert proc.returncode == 0
     listed = [line.split(":")[0].strip() for line in proc.stdout.split("benchmarks:\n")[1].splitlines()
               if line.startswith("  ") and not line.startswith("    ")]
@@ -101,7 +101,7 @@ def test_bench_results_go_to_the_output_folder_not_the_published_ones(tmp_path):
     if folder is None:
         pytest.skip("no benchmarks/ folder: fusetrain runs from an installed copy outside the checkout")
     published = _digests(folder / "results")
-    proc = fusetrain_cmd("bench", "dropout", "--out", tmp_path / "out", "--", "--repeats", "1", cwd=tmp_path)
+    proc = fusetrain_cmd("bench", "dropout", "--out", tmp_path / "out", "--", "--repeats", "1", cwd=folder.parent)
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "out" / "dropout.csv").read_text().splitlines()
     assert rows[0].startswith("date,machine,bench,impl") and len(rows) >= 3
