@@ -117,7 +117,7 @@ def test_terminal_shows_a_bar_then_one_clean_summary_per_epoch_within_the_width(
         end = epochs[e + 1] if e + 1 < len(epochs) else len(lines)
         assert all(line.startswith("    ") for line in lines[start + 1:end])
         text = "  ".join(line.strip() for line in lines[start:end])
-        assert re.search(r"\d\.\ds  [\d,]+ samples/s  ", text)
+        assert re.search(r"\d+\.\d+s  [\d,]+ samples/s  ", text)
         fields = _summary_fields(history, e)
         assert all(f in text for f in fields), (fields, text)
         assert (end - start == 1) == (columns == 120)  # 120 columns hold a summary, 80 need two lines

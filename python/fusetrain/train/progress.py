@@ -86,7 +86,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        fields = [self._desc, f"{self.steps}/{self.steps}", f"{elapsed:.1f}s", f"{self._rate():,.0f} samples/s",
+        fields = [self._desc, f"{self.steps}/{self.steps}", f"{elapsed:.{2 if elapsed < 1 else 1}f}s", f"{self._rate():,.0f} samples/s",
                   *metrics]
         if self.mode == "bar":
             text = fit_lines(fields, terminal_width(self.file) - 1)
