@@ -35,9 +35,10 @@ How:
 * Work per step: multiply-adds of the convolutions and linear layers counted from the layer shapes
   (zoo_models.count_macs); FLOPs = 2 x MACs for inference, 3 x that for a training step (forward,
   input gradient, weight gradient; the skipped first-layer input gradient is still counted). The
-  yardstick is the best of the GEMM probes timed here on 2048x2048 float32: numpy.matmul
-  (OpenBLAS), torch.mm, fusetrain.ops.matmul (its C++ GEMM) and fusetrain.ops.probe_fma if the
-  extension has one. "% of peak" = the model's effective GFLOP/s / that best GEMM's GFLOP/s.
+  yardstick ("peak") is the fastest of the GEMM probes, 2048^3 float32 products by numpy.matmul
+  (OpenBLAS), torch.mm and fusetrain.ops.matmul (its C++ GEMM), timed as jobs of the model's own
+  interleaved rounds (in a third of them), so they see the same machine as the model; plus
+  fusetrain.ops.probe_fma() if the extension has one. "%peak" = effective GFLOP/s / peak.
 * Busy machine (--no-busy skips): samples/s of the digits MLP's Trainer.fit (batch 32, SGD,
   verbose=0, fit wall time) (a) on the machine as it is, (b) beside one competing process that
   spins a pure-Python loop (started before, killed after), (a') with a callback whose
@@ -84,11 +85,12 @@ IMPLS = {"fused": "fusetrain", "torch": "torch", "twin": "numpy twin"}
 
 # ---------------------------------------------------------------- timing
 
-def interleaved(jobs, rounds, min_sample_s=0.1, sparse=(), sparse_samples=1):
+def interleaved(jobs, rounds, min_sample_s=0.1, sparse=None):
     """Times jobs {name: fn} in ``rounds`` interleaved rounds; returns {name: (median, p20, p80)}
     in seconds per call. Each sample is ceil(min_sample_s / one call) back-to-back calls, after a
-    SETTLE_S pause. Jobs named in ``sparse`` (the slow twins) take only ``sparse_samples`` samples,
-    in rounds spread evenly over the run."""
+    SETTLE_S pause. A job in ``sparse`` {name: samples} (the slow twins, the GEMM probes) takes
+    only that many samples, in rounds spread evenly over the run."""
+    sparse = sparse or {}
     calls = {}
     for name, fn in jobs.items():  # warm-up (buffers, packing, pages), and the calls per sample
         time.sleep(SETTLE_S)
@@ -103,7 +105,8 @@ def interleaved(jobs, rounds, min_sample_s=0.1, sparse=(), sparse_samples=1):
     samples = {name: [] for name in jobs}
     for r in range(rounds):
         for name, fn in jobs.items():
-            if name in sparse and (r + 1) * sparse_samples // rounds == r * sparse_samples // rounds:
+            k = sparse.get(name)
+            if k is not None and (r + 1) * k // rounds == r * k // rounds:
                 continue
             time.sleep(SETTLE_S)
             n = calls[name]
@@ -289,26 +292,33 @@ def validate(name, contenders):
 
 # ---------------------------------------------------------------- GEMM yardstick
 
-def gemm_probes(torch, rounds, n=2048):
-    """GFLOP/s of an n x n x n float32 matrix product by OpenBLAS (numpy.matmul), torch.mm and
-    fusetrain.ops.matmul, interleaved; plus fusetrain.ops.probe_fma() when the extension has one."""
+GEMM_N = 2048
+
+
+def gemm_jobs(torch, n=GEMM_N):
+    """The GEMM probes, {name: fn}: one n x n x n float32 matrix product (2 n^3 FLOPs) by OpenBLAS
+    (numpy.matmul), torch.mm and fusetrain.ops.matmul (fusetrain's C++ GEMM)."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     tc = torch.empty((n, n))
-    jobs = {"numpy.matmul (OpenBLAS)": lambda: np.matmul(a, b, out=c),
+    return {"numpy.matmul (OpenBLAS)": lambda: np.matmul(a, b, out=c),
             "torch.mm": lambda: torch.mm(ta, tb, out=tc),
             "fusetrain.ops.matmul": lambda: fusetrain.ops.matmul(a, b, c)}
-    t = interleaved(jobs, rounds, min_sample_s=0.2)
-    res = {k: 2 * n ** 3 / v[0] / 1e9 for k, v in t.items()}
+
+
+def probe_fma():
+    """GFLOP/s from fusetrain.ops.probe_fma() when the extension has one (None otherwise, or when
+    its answer is not a number)."""
     probe = getattr(fusetrain.ops, "probe_fma", None)
-    if probe is not None:
-        try:
-            res["fusetrain.ops.probe_fma"] = float(probe())
-        except Exception as exc:  # an API this script does not know yet: say so, keep the GEMM probes
-            print(f"fusetrain.ops.probe_fma() could not be used: {type(exc).__name__}: {exc}")
-    return res
+    if probe is None:
+        return None
+    try:
+        return float(probe())
+    except Exception as exc:  # an API this script does not know yet: say so, keep the GEMM probes
+        print(f"fusetrain.ops.probe_fma() could not be used: {type(exc).__name__}: {exc}")
+        return None
 
 
 # ---------------------------------------------------------------- busy machine
@@ -325,9 +335,15 @@ def competitor():
         proc.wait()
 
 
+# condition -> (what runs between steps, with the competing process?, the condition it is a fraction of)
+BUSY_CONDITIONS = {"idle": (None, False, None), "busy": (None, True, "idle"),
+                   "noop_callback": ("noop", False, None), "matmul_callback": ("matmul", False, "noop_callback")}
+
+
 def busy_section(torch, rounds, epochs):
     """Fit throughput of the digits MLP, fusetrain's Trainer and a torch loop, under the conditions
-    of the module docstring. Returns (rows, standalone matmul seconds, samples per fit)."""
+    of the module docstring, interleaved in ``rounds`` rounds. Returns (rows, standalone matmul
+    seconds, samples per fit)."""
     from fusetrain.callbacks import Callback
     from fusetrain.data import load_digits
     from zoo_models import mlp_digits
@@ -336,25 +352,23 @@ def busy_section(torch, rounds, epochs):
     batch = 32
     rng = np.random.default_rng(0)
     ma, mb = rng.standard_normal((256, 256), dtype=np.float32), rng.standard_normal((256, 256), dtype=np.float32)
+    between_fns = {"noop": lambda: None, "matmul": lambda: ma @ mb}
 
-    def matmul():
-        return ma @ mb
+    class Between(Callback):
+        def __init__(self, fn):
+            self.fn = fn
 
-    class Noop(Callback):
         def on_train_batch_end(self, batch, logs=None):
-            pass
-
-    class Matmul(Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            matmul()
+            self.fn()
 
     fusetrain.manual_seed(0)
     fmodel = mlp_digits(nn)
     fmodel.flatten_parameters()
     trainer = fusetrain.Trainer(fmodel, optim.SGD(fmodel.parameters(), lr=0.01, momentum=0.9))
 
-    def fused_fit(cb=None):
-        trainer.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[cb] if cb else None)
+    def fused_fit(between=None):
+        trainer.fit(x, y, epochs=epochs, batch_size=batch, verbose=0,
+                    callbacks=None if between is None else [Between(between)])
 
     tmodel = mlp_digits(torch_nn(torch))
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in fmodel.state_dict().items()})
@@ -381,42 +395,29 @@ def busy_section(torch, rounds, epochs):
                 if between is not None:
                     between()
 
-    runs = {("fusetrain", "idle"): fused_fit, ("torch", "idle"): torch_fit,
-            ("fusetrain", "noop_callback"): lambda: fused_fit(Noop()), ("torch", "noop_callback"): lambda: torch_fit(lambda: None),
-            ("fusetrain", "matmul_callback"): lambda: fused_fit(Matmul()), ("torch", "matmul_callback"): lambda: torch_fit(matmul)}
-    busy = {("fusetrain", "busy"): fused_fit, ("torch", "busy"): torch_fit}
-    fused_fit(), torch_fit()  # warm-up
-    secs = {k: [] for k in list(runs) + list(busy)}
-
-    def timed(key, fn):
-        time.sleep(SETTLE_S)
-        t0 = time.perf_counter()
-        fn()
-        secs[key].append(time.perf_counter() - t0)
-
+    fits = {"fusetrain": fused_fit, "torch": torch_fit}
+    for fit in fits.values():
+        fit()  # warm-up
+    secs = {(impl, cond): [] for impl in fits for cond in BUSY_CONDITIONS}
     for _ in range(rounds):
-        for key in (("fusetrain", "idle"), ("torch", "idle")):
-            timed(key, runs[key])
-        with competitor():
-            for key, fn in busy.items():
-                timed(key, fn)
-        for key, fn in runs.items():
-            if key[1] != "idle":
-                timed(key, fn)
-    mm_s = interleaved({"matmul": matmul}, 5, min_sample_s=0.05)["matmul"][0]
-    n = epochs * len(x)
+        for cond, (between, busy, _) in BUSY_CONDITIONS.items():
+            with competitor() if busy else contextlib.nullcontext():
+                for impl, fit in fits.items():
+                    time.sleep(SETTLE_S)
+                    t0 = time.perf_counter()
+                    fit(between_fns.get(between))
+                    secs[(impl, cond)].append(time.perf_counter() - t0)
+    mm_s = interleaved({"matmul": between_fns["matmul"]}, 5, min_sample_s=0.05)["matmul"][0]
+    n, steps = epochs * len(x), epochs * math.ceil(len(x) / batch)
     sps = {k: n / float(np.median(v)) for k, v in secs.items()}
     rows = []
-    for impl in ("fusetrain", "torch"):
-        base = {"idle": "idle", "busy": "idle", "noop_callback": "noop_callback", "matmul_callback": "noop_callback"}
-        for cond in ("idle", "busy", "noop_callback", "matmul_callback"):
-            s = sps[(impl, cond)]
-            row = {"impl": impl, "phase": cond, "samples_per_s": s, "fraction": s / sps[(impl, base[cond])],
-                   "median_ms": 1e3 * float(np.median(secs[(impl, cond)])),
-                   "p20_ms": 1e3 * float(np.percentile(secs[(impl, cond)], 20)),
-                   "p80_ms": 1e3 * float(np.percentile(secs[(impl, cond)], 80)), "note": ""}
+    for impl in fits:
+        for cond, (_, _, base) in BUSY_CONDITIONS.items():
+            s, t = sps[(impl, cond)], np.array(secs[(impl, cond)])
+            row = {"impl": impl, "phase": cond, "samples_per_s": s,
+                   "fraction": None if base is None else s / sps[(impl, base)], "base": base,
+                   "times": (float(np.median(t)), float(np.percentile(t, 20)), float(np.percentile(t, 80))), "note": ""}
             if cond == "matmul_callback":
-                steps = epochs * math.ceil(len(x) / batch)
                 additive = n / (n / sps[(impl, "noop_callback")] + steps * mm_s)
                 row["note"] = f"additive expectation {additive:,.0f} samples/s ({s / additive:.2f} of it)"
             rows.append(row)
@@ -440,8 +441,18 @@ def print_table(header, lines):
         print("  ".join(c.rjust(w) for c, w in zip(l, widths)))
 
 
+def _numeric(cell):
+    try:
+        float(cell.replace(",", ""))
+        return True
+    except ValueError:
+        return cell == "-"
+
+
 def markdown(header, lines):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    right = [all(_numeric(l[i]) for l in lines) for i in range(len(header))]
+    rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"
+    out = ["| " + " | ".join(header) + " |", rule]
     out += ["| " + " | ".join(l) + " |" for l in lines]
     return "\n".join(out)
 
@@ -454,6 +465,83 @@ def blas_threads() -> str:
         return "BLAS threads unknown"
     blas = [f"{p['internal_api']} {p['num_threads']} threads" for p in threadpool_info() if p["user_api"] == "blas"]
     return "numpy BLAS: " + (", ".join(blas) or "none found")
+
+
+ZOO_HEADER = ["model", "batch", "train ft", "train torch", "ft/torch", "ft/twin", "infer ft", "infer torch", "ft/torch",
+              "ft/twin", "GFLOP/s ft", "GFLOP/s torch", "peak", "%peak ft", "%peak torch"]
+BUSY_HEADER = ["impl", "condition", "samples/s", "fraction", "note"]
+BUSY_LABELS = {"idle": "(a)", "busy": "(b) + 1 busy process", "noop_callback": "(a') no-op callback",
+               "matmul_callback": "(c) matmul callback"}
+
+
+class Report:
+    """The CSV rows of one run, all sharing its date and machine."""
+
+    def __init__(self, date, mach):
+        self.date, self.machine, self.rows = date, mach, []
+
+    def add(self, section, model, batch, impl, phase, times=None, **extra):
+        row = {"date": self.date, "machine": self.machine, "section": section, "model": model, "batch": batch,
+               "impl": impl, "phase": phase}
+        if times is not None:
+            row.update(median_ms=round(1e3 * times[0], 4), p20_ms=round(1e3 * times[1], 4),
+                       p80_ms=round(1e3 * times[2], 4))
+        row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in extra.items()})
+        self.rows.append(row)
+
+    def save(self, path):
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerows(self.rows)
+
+
+def time_model(name, impls, torch, rounds, twin_samples, gemms, report):
+    """Times one zoo model's jobs and the GEMM probes in interleaved rounds; adds its CSV rows and
+    returns (its line of the table, {probe: GFLOP/s})."""
+    contenders, macs = build(name, impls, torch)
+    batch = ZOO[name][1][0]
+    jobs = {}
+    for impl, c in contenders.items():
+        jobs[(impl, "train")] = c.step
+        jobs[(impl, "infer")] = c.infer
+    jobs.update(gemms)
+    sparse = {("twin", "train"): twin_samples, ("twin", "infer"): twin_samples}
+    sparse.update({k: max(1, rounds // 3) for k in gemms})
+    t = interleaved(jobs, rounds, sparse=sparse)
+    del contenders, jobs
+    # The yardstick of this model: the fastest GEMM probe timed in the same rounds.
+    probes = {k: 2 * GEMM_N ** 3 / t.pop(k)[0] / 1e9 for k in gemms}
+    fma = probe_fma()
+    if fma is not None:
+        probes["fusetrain.ops.probe_fma"] = fma
+    peak_name = max(probes, key=probes.get)
+    peak = probes[peak_name]
+    for k, v in probes.items():
+        report.add("gemm_probe", name, "", k, "", gflop_per_s=v,
+                   note=f"{GEMM_N}^3 float32, timed in {name}'s rounds" + ("; the yardstick" if k == peak_name else ""))
+    sps = {k: batch / v[0] for k, v in t.items()}
+    gflop = {"train": 6 * macs / 1e9, "infer": 2 * macs / 1e9}
+    gflops = {k: gflop[k[1]] / v[0] for k, v in t.items()}
+    for (impl, phase), times in t.items():
+        vs_t = sps[(impl, phase)] / sps[("torch", phase)] if impl != "torch" else None
+        vs_n = sps[(impl, phase)] / sps[("twin", phase)] if ("twin", phase) in sps and impl != "twin" else None
+        report.add("zoo", name, batch, IMPLS[impl], phase, times, samples_per_s=sps[(impl, phase)], gflop=gflop[phase],
+                   gflop_per_s=gflops[(impl, phase)], pct_of_gemm_peak=100 * gflops[(impl, phase)] / peak,
+                   vs_torch=vs_t, vs_numpy_twin=vs_n)
+
+    def ratio(a, b):
+        return fmt(sps[a] / sps[b], 2) if a in sps and b in sps else "-"
+    line = [name, str(batch)]
+    for phase in ("train", "infer"):
+        line += [fmt(sps[("fused", phase)]), fmt(sps[("torch", phase)]),
+                 ratio(("fused", phase), ("torch", phase)), ratio(("fused", phase), ("twin", phase))]
+    g_ft, g_t = gflops[("fused", "train")], gflops[("torch", "train")]
+    line += [fmt(g_ft, 1), fmt(g_t, 1), fmt(peak, 1), fmt(100 * g_ft / peak, 1), fmt(100 * g_t / peak, 1)]
+    print(f"timed {name:11s} train {line[2]} vs torch {line[3]} samples/s", flush=True)
+    return line, probes
 
 
 def main():
@@ -496,101 +584,47 @@ def main():
             print("  " + f)
         sys.exit(1)
 
-    probes = gemm_probes(torch, 2 if args.quick else 5)
-    peak_name = max(probes, key=probes.get)
-    peak = probes[peak_name]
-    print("GEMM probes (2048^3 float32), GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in probes.items())
-          + f"; yardstick = {peak_name}", flush=True)
-
-    csv_rows = []
-
-    def add(section, model, batch, impl, phase, times=None, **extra):
-        row = {"date": date, "machine": mach, "section": section, "model": model, "batch": batch, "impl": impl,
-               "phase": phase}
-        if times is not None:
-            row.update(median_ms=round(1e3 * times[0], 4), p20_ms=round(1e3 * times[1], 4),
-                       p80_ms=round(1e3 * times[2], 4))
-        row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in extra.items()})
-        csv_rows.append(row)
-
-    for k, v in probes.items():
-        add("gemm_probe", "", "", k, "", gflop_per_s=v,
-            note="2048x2048x2048 float32" + ("; the yardstick" if k == peak_name else ""))
-
-    header = ["model", "batch", "train ft", "train torch", "ft/torch", "ft/twin", "infer ft", "infer torch", "ft/torch",
-              "ft/twin", "GFLOP/s ft", "GFLOP/s torch", "%peak ft", "%peak torch"]
-    lines = []
+    report, gemms = Report(date, mach), gemm_jobs(torch)
+    lines, all_probes = [], {}
     for name in models:
-        contenders, macs = build(name, impls, torch)
-        batch = ZOO[name][1][0]
-        jobs = {}
-        for impl, c in contenders.items():
-            jobs[(impl, "train")] = c.step
-            jobs[(impl, "infer")] = c.infer
-        t = interleaved(jobs, rounds, sparse={("twin", "train"), ("twin", "infer")}, sparse_samples=twin_samples)
-        del contenders, jobs
-        sps = {k: batch / v[0] for k, v in t.items()}
-        gflop = {"train": 6 * macs / 1e9, "infer": 2 * macs / 1e9}
-        for (impl, phase), times in t.items():
-            g = gflop[phase] / times[0]
-            vs_t = sps[(impl, phase)] / sps[("torch", phase)] if impl != "torch" else None
-            vs_n = sps[(impl, phase)] / sps[("twin", phase)] if ("twin", phase) in sps and impl != "twin" else None
-            add("zoo", name, batch, IMPLS[impl], phase, times, samples_per_s=sps[(impl, phase)], gflop=gflop[phase],
-                gflop_per_s=g, pct_of_gemm_peak=100 * g / peak, vs_torch=vs_t, vs_numpy_twin=vs_n)
-
-        def ratio(a, b):
-            return fmt(sps[a] / sps[b], 2) if a in sps and b in sps else "-"
-        g_ft, g_t = gflop["train"] / t[("fused", "train")][0], gflop["train"] / t[("torch", "train")][0]
-        lines.append([name, str(batch),
-                      fmt(sps[("fused", "train")]), fmt(sps[("torch", "train")]),
-                      ratio(("fused", "train"), ("torch", "train")), ratio(("fused", "train"), ("twin", "train")),
-                      fmt(sps[("fused", "infer")]), fmt(sps[("torch", "infer")]),
-                      ratio(("fused", "infer"), ("torch", "infer")), ratio(("fused", "infer"), ("twin", "infer")),
-                      fmt(g_ft, 1), fmt(g_t, 1), fmt(100 * g_ft / peak, 1), fmt(100 * g_t / peak, 1)])
-        print(f"timed {name:11s} train {fmt(sps[('fused', 'train')])} vs torch {fmt(sps[('torch', 'train')])} "
-              f"samples/s", flush=True)
-
+        line, probes = time_model(name, impls, torch, rounds, twin_samples, gemms, report)
+        lines.append(line)
+        for k, v in probes.items():
+            all_probes.setdefault(k, []).append(v)
     print()
-    print_table(header, lines)
-    print(f"(samples/s; ft = fusetrain; twin = fusetrain on its NumPy twins; GFLOP/s from 6 x MACs per sample of "
-          f"conv and linear layers; peak = {peak_name} {peak:.1f} GFLOP/s)")
+    print_table(ZOO_HEADER, lines)
+    probe_line = ", ".join(f"{k} {np.median(v):.1f}" for k, v in all_probes.items())
+    legend = ("samples/s; ft = fusetrain, twin = fusetrain on its NumPy twins; GFLOP/s counts 6 x the conv and linear "
+              f"multiply-adds per training sample; peak = the fastest {GEMM_N}^3 float32 GEMM probe timed in the "
+              f"model's rounds (medians over the models, GFLOP/s: {probe_line})")
+    print(f"({legend})")
 
     busy_lines, busy_note = [], ""
     if not args.no_busy:
         rows, mm_s, n = busy_section(torch, 1 if args.quick else 3, 3 if args.quick else 10)
         busy_note = (f"digits MLP 64-256-256-10, Trainer.fit (torch: a plain loop) of {n} samples, batch 32, SGD; "
                      f"the 256x256 matmul alone takes {1e3 * mm_s:.3f} ms")
-        labels = {"idle": "(a) as is", "busy": "(b) + 1 busy process", "noop_callback": "(a') no-op callback",
-                  "matmul_callback": "(c) matmul callback"}
-        ref = {"idle": "-", "busy": "of (a)", "noop_callback": "-", "matmul_callback": "of (a')"}
         for r in rows:
-            add("busy", "mlp_digits", 32, r["impl"], r["phase"], (r["median_ms"] / 1e3, r["p20_ms"] / 1e3,
-                r["p80_ms"] / 1e3), samples_per_s=r["samples_per_s"], fraction=r["fraction"], note=r["note"])
-            busy_lines.append([r["impl"], labels[r["phase"]], fmt(r["samples_per_s"]),
-                               "-" if ref[r["phase"]] == "-" else f"{r['fraction']:.2f} {ref[r['phase']]}", r["note"]])
+            report.add("busy", "mlp_digits", 32, r["impl"], r["phase"], r["times"], samples_per_s=r["samples_per_s"],
+                       fraction=r["fraction"], note=r["note"])
+            frac = "-" if r["base"] is None else f"{r['fraction']:.2f} of {BUSY_LABELS[r['base']].split()[0]}"
+            busy_lines.append([r["impl"], BUSY_LABELS[r["phase"]], fmt(r["samples_per_s"]), frac, r["note"]])
         print("\nBusy machine: " + busy_note)
-        print_table(["impl", "condition", "samples/s", "fraction", "note"], busy_lines)
+        print_table(BUSY_HEADER, busy_lines)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "zoo.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(csv_rows)
-    cmd = "python benchmarks/bench_zoo.py " + " ".join(sys.argv[1:])
-    md = [f"## Model zoo: training and inference throughput\n",
-          f"{date}; {setup}; load average at start {load[0]:.2f}. Command: `{cmd.strip()}`.\n",
-          markdown(header, lines),
-          f"\nsamples/s (median of {rounds} interleaved rounds); ft = fusetrain, twin = fusetrain on its NumPy twins; "
-          f"GFLOP/s counts 6 x the conv and linear multiply-adds per training sample; % peak is of the fastest "
-          "2048^3 float32 GEMM measured: " + ", ".join(f"{k} {v:.1f}" for k, v in probes.items()) + " GFLOP/s.\n"]
+    report.save(args.out / "zoo.csv")
+    cmd = " ".join(["python benchmarks/bench_zoo.py"] + sys.argv[1:])
+    twins = f" ({twin_samples} for the twins)" if "twin" in impls else ""
+    md = ["## Model zoo: training and inference throughput\n",
+          f"{date}; {setup}; load average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (other "
+          f"jobs share this machine). Command: `{cmd}`.\n",
+          markdown(ZOO_HEADER, lines),
+          f"\nMedians of {rounds} interleaved rounds{twins}; {legend}.\n"]
     if busy_lines:
-        md += ["### Busy machine\n", busy_note + ".\n",
-               markdown(["impl", "condition", "samples/s", "fraction", "note"], busy_lines), ""]
+        md += ["### Busy machine\n", busy_note + ".\n", markdown(BUSY_HEADER, busy_lines), ""]
     (args.out / "zoo.md").write_text("\n".join(md) + "\n")
-    print(f"\nwrote {path} and {args.out / 'zoo.md'}")
+    print(f"\nwrote {args.out / 'zoo.csv'} and {args.out / 'zoo.md'}")
 
 
 if __name__ == "__main__":
