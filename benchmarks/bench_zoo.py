@@ -501,6 +501,7 @@ class Report:
 def time_model(name, impls, torch, rounds, twin_samples, gemms, report):
     """Times one zoo model's jobs and the GEMM probes in interleaved rounds; adds its CSV rows and
     returns (its line of the table, {probe: GFLOP/s})."""
+    t0 = time.perf_counter()
     contenders, macs = build(name, impls, torch)
     batch = ZOO[name][1][0]
     jobs = {}
@@ -540,7 +541,8 @@ def time_model(name, impls, torch, rounds, twin_samples, gemms, report):
                  ratio(("fused", phase), ("torch", phase)), ratio(("fused", phase), ("twin", phase))]
     g_ft, g_t = gflops[("fused", "train")], gflops[("torch", "train")]
     line += [fmt(g_ft, 1), fmt(g_t, 1), fmt(peak, 1), fmt(100 * g_ft / peak, 1), fmt(100 * g_t / peak, 1)]
-    print(f"timed {name:11s} train {line[2]} vs torch {line[3]} samples/s", flush=True)
+    print(f"timed {name:11s} train {line[2]} vs torch {line[3]} samples/s ({time.perf_counter() - t0:.0f} s)",
+          flush=True)
     return line, probes
 
 
@@ -550,7 +552,7 @@ def main():
     ap.add_argument("--models", default=",".join(ZOO), help=f"comma-separated subset of {','.join(ZOO)}")
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy-twin runs")
     ap.add_argument("--no-busy", action="store_true", help="skip the busy-machine section")
-    ap.add_argument("--repeats", type=int, help="interleaved rounds per model (default 10, --quick 3)")
+    ap.add_argument("--repeats", type=int, help="interleaved rounds per model (default 6, --quick 3)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "local",
                     help="folder for zoo.csv (appended) and zoo.md (overwritten); default benchmarks/results/local")
     args = ap.parse_args()
@@ -558,7 +560,7 @@ def main():
     unknown = [m for m in models if m not in ZOO]
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ZOO)}")
-    rounds = args.repeats or (3 if args.quick else 10)
+    rounds = args.repeats or (3 if args.quick else 6)
     twin_samples = 1 if args.quick else 2
     torch = try_torch()
     if torch is None:
@@ -601,7 +603,8 @@ def main():
 
     busy_lines, busy_note = [], ""
     if not args.no_busy:
-        rows, mm_s, n = busy_section(torch, 1 if args.quick else 3, 3 if args.quick else 10)
+        t0 = time.perf_counter()
+        rows, mm_s, n = busy_section(torch, 1 if args.quick else 3, 2 if args.quick else 5)
         busy_note = (f"digits MLP 64-256-256-10, Trainer.fit (torch: a plain loop) of {n} samples, batch 32, SGD; "
                      f"the 256x256 matmul alone takes {1e3 * mm_s:.3f} ms")
         for r in rows:
@@ -609,7 +612,7 @@ def main():
                        fraction=r["fraction"], note=r["note"])
             frac = "-" if r["base"] is None else f"{r['fraction']:.2f} of {BUSY_LABELS[r['base']].split()[0]}"
             busy_lines.append([r["impl"], BUSY_LABELS[r["phase"]], fmt(r["samples_per_s"]), frac, r["note"]])
-        print("\nBusy machine: " + busy_note)
+        print(f"\nBusy machine ({time.perf_counter() - t0:.0f} s): " + busy_note)
         print_table(BUSY_HEADER, busy_lines)
 
     args.out.mkdir(parents=True, exist_ok=True)
