@@ -29,9 +29,11 @@ How:
   the script sleeps 0.1 s so the spinning worker threads of the previous job (fusetrain's OpenMP
   threads spin ~50 ms after a kernel, OpenBLAS's and torch's too) do not eat into the next one.
   The slow twins run in only some rounds (spread evenly). Medians and 20th/80th percentiles.
-* torch runs with 2 threads (common.try_torch), fusetrain with its default threads. fusetrain is
-  imported first and sets OMP_WAIT_POLICY=ACTIVE / GOMP_SPINCOUNT for its libgomp; torch's own
-  libgomp, loaded later, reads the same environment (as in bench_train.py's torch runs).
+* torch runs with 2 threads (common.try_torch), fusetrain with its default threads. There is one
+  OpenMP runtime in the process: fusetrain, imported first, loads the system libgomp.so.1 after
+  setting OMP_WAIT_POLICY=ACTIVE / GOMP_SPINCOUNT, and torch's libgomp.so.1 resolves to that
+  copy, so both libraries share its thread pool and its spin-waiting (bench_train.py's torch runs
+  import fusetrain first too). A torch-only process was no faster in spot checks.
 * Work per step: multiply-adds of the convolutions and linear layers counted from the layer shapes
   (zoo_models.count_macs); FLOPs = 2 x MACs for inference, 3 x that for a training step (forward,
   input gradient, weight gradient; the skipped first-layer input gradient is still counted). The
