@@ -29,18 +29,17 @@ How:
   the script sleeps 0.1 s so the spinning worker threads of the previous job (fusetrain's OpenMP
   threads spin ~50 ms after a kernel, OpenBLAS's and torch's too) do not eat into the next one.
   The slow twins run in only some rounds (spread evenly). Medians and 20th/80th percentiles.
-* torch runs with 2 threads (common.try_torch), fusetrain with its default threads. There is one
-  OpenMP runtime in the process: fusetrain, imported first, loads the system libgomp.so.1 after
-  setting OMP_WAIT_POLICY=ACTIVE / GOMP_SPINCOUNT, and torch's libgomp.so.1 resolves to that
-  copy, so both libraries share its thread pool and its spin-waiting (bench_train.py's torch runs
-  import fusetrain first too). A torch-only process was no faster in spot checks.
+* torch runs with 2 threads (common.try_torch), fusetrain with its default threads (its own pool,
+  whose idle workers spin ~50 us and then sleep; torch's OpenMP threads spin longer, hence the
+  pause above).
 * Work per step: multiply-adds of the convolutions and linear layers counted from the layer shapes
   (zoo_models.count_macs); FLOPs = 2 x MACs for inference, 3 x that for a training step (forward,
   input gradient, weight gradient; the skipped first-layer input gradient is still counted). The
-  yardstick ("peak") is the fastest of the GEMM probes, 2048^3 float32 products by numpy.matmul
-  (OpenBLAS), torch.mm and fusetrain.ops.matmul (its C++ GEMM), timed as jobs of the model's own
-  interleaved rounds (in a third of them), so they see the same machine as the model; plus
-  fusetrain.ops.probe_fma() if the extension has one. "%peak" = effective GFLOP/s / peak.
+  yardstick ("peak") is fusetrain.ops' FMA probe: register multiply-adds on every kernel thread,
+  the most the convolution and GEMM kernels could reach, timed as a job of the model's own
+  interleaved rounds (in a third of them) so it sees the same machine as the model. The 2048^3
+  float32 GEMMs of numpy.matmul (OpenBLAS), torch.mm and fusetrain.ops.matmul are timed the same
+  way, for reference. "%peak" = effective GFLOP/s / FMA probe.
 * Busy machine (--no-busy skips): samples/s of the digits MLP's Trainer.fit (batch 32, SGD,
   verbose=0, fit wall time) (a) on the machine as it is, (b) beside one competing process that
   spins a pure-Python loop (started before, killed after), (a') with a callback whose
@@ -50,7 +49,8 @@ How:
   torch loop (shuffle, batches, loss.item(), accuracy, as a Keras-style trainer does).
 
 Results: a printed table; rows appended to <out>/zoo.csv and the markdown table <out>/zoo.md
-(overwritten) in --out, default benchmarks/results/local/ (not tracked).
+(overwritten) in --out, default the benchmarks' output folder (common.RESULTS: runs/bench, or
+FUSETRAIN_BENCH_OUT).
 
     PYTHONPATH=python python benchmarks/bench_zoo.py [--quick] [--models lenet,resnet20,...] [--no-numpy]
         [--no-busy] [--repeats N] [--out DIR]
@@ -73,14 +73,14 @@ import numpy as np
 import fusetrain
 from fusetrain import nn, optim
 from fusetrain.backend import use_backend
-from common import machine, try_torch
+from common import RESULTS, machine, try_torch
 from zoo_models import ZOO, count_macs, torch_nn
 
 RTOL, ATOL = 1e-3, 1e-4  # logits and losses against torch's
 MOVED_RTOL = 1e-2  # logits after two training steps: error / how far the steps moved torch's logits
 SETTLE_S = 0.1  # pause before each sample: the previous job's spinning worker threads go to sleep
 CSV_FIELDS = ["date", "machine", "section", "model", "batch", "impl", "phase", "median_ms", "p20_ms", "p80_ms",
-              "samples_per_s", "gflop", "gflop_per_s", "pct_of_gemm_peak", "vs_torch", "vs_numpy_twin",
+              "samples_per_s", "gflop", "gflop_per_s", "pct_of_fma_peak", "vs_torch", "vs_numpy_twin",
               "fraction", "note"]
 IMPLS = {"fused": "fusetrain", "torch": "torch", "twin": "numpy twin"}
 
@@ -295,6 +295,7 @@ def validate(name, contenders):
 # ---------------------------------------------------------------- GEMM yardstick
 
 GEMM_N = 2048
+FMA_PROBE = "fusetrain.ops FMA probe"
 
 
 def gemm_jobs(torch, n=GEMM_N):
@@ -310,17 +311,14 @@ def gemm_jobs(torch, n=GEMM_N):
             "fusetrain.ops.matmul": lambda: fusetrain.ops.matmul(a, b, c)}
 
 
-def probe_fma():
-    """GFLOP/s from fusetrain.ops.probe_fma() when the extension has one (None otherwise, or when
-    its answer is not a number)."""
-    probe = getattr(fusetrain.ops, "probe_fma", None)
-    if probe is None:
-        return None
-    try:
-        return float(probe())
-    except Exception as exc:  # an API this script does not know yet: say so, keep the GEMM probes
-        print(f"fusetrain.ops.probe_fma() could not be used: {type(exc).__name__}: {exc}")
-        return None
+FMA_ITERS = 1 << 20  # register multiply-add rounds per thread and FMA probe sample (~50 ms on 2 Zen 4 cores)
+
+
+def fma_job():
+    """The FMA probe as a job of the interleaved rounds: returns (fn, FLOPs per call)."""
+    core = fusetrain.backend._core
+    flops = core.probe_fma(FMA_ITERS)
+    return (lambda: core.probe_fma(FMA_ITERS)), flops
 
 
 # ---------------------------------------------------------------- busy machine
@@ -511,20 +509,20 @@ def time_model(name, impls, torch, rounds, twin_samples, gemms, report):
         jobs[(impl, "train")] = c.step
         jobs[(impl, "infer")] = c.infer
     jobs.update(gemms)
+    fma, fma_flops = fma_job()
+    jobs[FMA_PROBE] = fma
     sparse = {("twin", "train"): twin_samples, ("twin", "infer"): twin_samples}
-    sparse.update({k: max(1, rounds // 3) for k in gemms})
+    sparse.update({k: max(1, rounds // 3) for k in list(gemms) + [FMA_PROBE]})
     t = interleaved(jobs, rounds, sparse=sparse)
     del contenders, jobs
-    # The yardstick of this model: the fastest GEMM probe timed in the same rounds.
+    # The yardstick of this model: the FMA probe timed in the same rounds; the GEMMs for reference.
     probes = {k: 2 * GEMM_N ** 3 / t.pop(k)[0] / 1e9 for k in gemms}
-    fma = probe_fma()
-    if fma is not None:
-        probes["fusetrain.ops.probe_fma"] = fma
-    peak_name = max(probes, key=probes.get)
-    peak = probes[peak_name]
+    probes[FMA_PROBE] = fma_flops / t.pop(FMA_PROBE)[0] / 1e9
+    peak = probes[FMA_PROBE]
     for k, v in probes.items():
-        report.add("gemm_probe", name, "", k, "", gflop_per_s=v,
-                   note=f"{GEMM_N}^3 float32, timed in {name}'s rounds" + ("; the yardstick" if k == peak_name else ""))
+        report.add("probe", name, "", k, "", gflop_per_s=v,
+                   note=("register multiply-adds on every kernel thread; the yardstick" if k == FMA_PROBE else
+                         f"{GEMM_N}^3 float32 GEMM") + f", timed in {name}'s rounds")
     sps = {k: batch / v[0] for k, v in t.items()}
     gflop = {"train": 6 * macs / 1e9, "infer": 2 * macs / 1e9}
     gflops = {k: gflop[k[1]] / v[0] for k, v in t.items()}
@@ -532,7 +530,7 @@ def time_model(name, impls, torch, rounds, twin_samples, gemms, report):
         vs_t = sps[(impl, phase)] / sps[("torch", phase)] if impl != "torch" else None
         vs_n = sps[(impl, phase)] / sps[("twin", phase)] if ("twin", phase) in sps and impl != "twin" else None
         report.add("zoo", name, batch, IMPLS[impl], phase, times, samples_per_s=sps[(impl, phase)], gflop=gflop[phase],
-                   gflop_per_s=gflops[(impl, phase)], pct_of_gemm_peak=100 * gflops[(impl, phase)] / peak,
+                   gflop_per_s=gflops[(impl, phase)], pct_of_fma_peak=100 * gflops[(impl, phase)] / peak,
                    vs_torch=vs_t, vs_numpy_twin=vs_n)
 
     def ratio(a, b):
@@ -555,8 +553,8 @@ def main():
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy-twin runs")
     ap.add_argument("--no-busy", action="store_true", help="skip the busy-machine section")
     ap.add_argument("--repeats", type=int, help="interleaved rounds per model (default 6, --quick 3)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "local",
-                    help="folder for zoo.csv (appended) and zoo.md (overwritten); default benchmarks/results/local")
+    ap.add_argument("--out", type=Path, default=RESULTS,
+                    help=f"folder for zoo.csv (appended) and zoo.md (overwritten); default {RESULTS}")
     args = ap.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in ZOO]
@@ -599,8 +597,8 @@ def main():
     print_table(ZOO_HEADER, lines)
     probe_line = ", ".join(f"{k} {np.median(v):.1f}" for k, v in all_probes.items())
     legend = ("samples/s; ft = fusetrain, twin = fusetrain on its NumPy twins; GFLOP/s counts 6 x the conv and linear "
-              f"multiply-adds per training sample; peak = the fastest {GEMM_N}^3 float32 GEMM probe timed in the "
-              f"model's rounds (medians over the models, GFLOP/s: {probe_line})")
+              f"multiply-adds per training sample; peak = the FMA probe (register multiply-adds on every kernel thread) "
+              f"timed in the model's rounds (medians over the models, GFLOP/s: {probe_line})")
     print(f"({legend})")
 
     busy_lines, busy_note = [], ""

@@ -32,6 +32,9 @@ struct TileKernels {
   int64_t tw;  // taps: floats per run
   TapsFn taps;
   TransposeFn transpose;
+  // The FMA probe: iters rounds of fma_ops independent multiply-add instructions of `lanes` floats.
+  float (*fma_probe)(int64_t iters);
+  int64_t fma_ops, lanes;
 };
 
 const TileKernels& tile_kernels();
