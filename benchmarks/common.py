@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# New results go to an output folder (`fusetrain bench --out` sets it); benchmarks/results/ keeps the
+# published figures and is never rewritten by a run.
+RESULTS = Path(os.environ.get("FUSETRAIN_BENCH_OUT") or Path(__file__).resolve().parents[1] / "runs" / "bench")
 CSV_FIELDS = ["date", "machine", "bench", "impl", "shape", "median_ms", "p20_ms", "p80_ms", "gb_per_s",
               "pct_of_probe", "speedup_vs_numpy", "speedup_vs_torch"]
 
@@ -104,7 +106,7 @@ def probe_gbps(nbytes_hint: int = 256 << 20, repeats=15) -> dict:
 
 
 class Table:
-    """Collects rows, prints an aligned table and appends them to results/<name>.csv."""
+    """Collects rows, prints an aligned table and appends them to <RESULTS>/<name>.csv."""
 
     def __init__(self, name: str, bench: str, probe: float | None = None):
         self.name, self.bench, self.probe = name, bench, probe

@@ -1,5 +1,5 @@
 """Runs every kernel and training benchmark in turn (each in its own process, so one's memory and
-threads do not disturb the next), then draws benchmarks/results/summary.png from the CSVs.
+threads do not disturb the next), then draws summary.png from the CSVs in the output folder (common.RESULTS).
 
     python benchmarks/run_all.py [--quick]
 """
@@ -9,6 +9,8 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+
+from common import RESULTS
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_optim.py", "bench_dropout.py", "bench_batchnorm.py", "bench_modules.py", "bench_conv.py",
@@ -78,7 +80,7 @@ def main():
         print(f"\n=== {name} ===", flush=True)
         if subprocess.call(cmd, cwd=HERE) != 0:
             failed.append(name)
-    out = plot_summary(HERE / "results")
+    out = plot_summary(RESULTS)
     if out:
         print("chart:", out)
     if failed:

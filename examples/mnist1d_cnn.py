@@ -4,7 +4,7 @@ plus an ablation that removes one trick at a time and all of them together.
 The data set is the `mnist1d` package's default one (4000 train / 1000 test), generated
 procedurally with its make_dataset (nothing is downloaded). Run:
     python examples/mnist1d_cnn.py                 # the recipe once
-    python examples/mnist1d_cnn.py --ablation      # table + plot in benchmarks/results/
+    python examples/mnist1d_cnn.py --ablation      # table + plot in runs/mnist1d_ablation/ (--out)
     python examples/mnist1d_cnn.py --torch         # the same recipe in PyTorch, time ratio
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ import fusetrain
 from fusetrain import nn, optim
 from fusetrain.models.cnn import CNN1d
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "results")
 
 # The recipe: every trick on. Each ablation row switches one of them off.
 RECIPE = dict(batchnorm=True, dropout=0.2, optimizer="adamw", lr=3e-3, weight_decay=1e-2, clip=1.0, decay=0.95,
@@ -142,7 +141,9 @@ def train_torch(data, cfg):
     return acc, spent
 
 
-def ablation(data, epochs):
+def ablation(data, epochs, out):
+    """Every ABLATION configuration; table (CSV, Markdown) and plot into the folder ``out`` (the
+    published ones in benchmarks/results/ are only replaced by hand)."""
     rows, curves = [], {}
     for name, change in ABLATION:
         cfg = dict(RECIPE, **change, epochs=epochs)
@@ -152,12 +153,12 @@ def ablation(data, epochs):
         rows.append(dict(config=name, final_test_acc=accs[-1], best_test_acc=max(accs), final_train_loss=losses[-1],
                          train_seconds=spent))
         print(f"  final test acc {accs[-1]:.4f} (best {max(accs):.4f}), train loss {losses[-1]:.4f}, {spent:.1f}s")
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "mnist1d_ablation.csv"), "w", newline="") as f:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "mnist1d_ablation.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with open(os.path.join(RESULTS, "mnist1d_ablation.md"), "w") as f:
+    with open(os.path.join(out, "mnist1d_ablation.md"), "w") as f:
         f.write(f"MNIST-1D (mnist1d default data, 4000 train / 1000 test), CNN1d, {epochs} epochs, batch "
                 f"{RECIPE['batch_size']}, seed {RECIPE['seed']}; recipe: {RECIPE}\n\n")
         f.write("| configuration | final test acc | best test acc | final train loss | train time (s) |\n")
@@ -181,8 +182,8 @@ def ablation(data, epochs):
     ax.set_title("MNIST-1D CNN: removing one trick at a time")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "mnist1d_ablation.png"), dpi=120)
-    print(f"wrote {RESULTS}/mnist1d_ablation.{{csv,md,png}}")
+    fig.savefig(os.path.join(out, "mnist1d_ablation.png"), dpi=120)
+    print(f"wrote {out}/mnist1d_ablation.{{csv,md,png}}")
 
 
 def main():
@@ -190,10 +191,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     ap.add_argument("--ablation", action="store_true", help="run every configuration, write table and plot")
     ap.add_argument("--torch", action="store_true", help="also time the same recipe in PyTorch (CPU, 2 threads)")
+    ap.add_argument("--out", default=os.path.join("runs", "mnist1d_ablation"), help="folder for the ablation's files")
     args = ap.parse_args()
     data = load_mnist1d()
     if args.ablation:
-        ablation(data, args.epochs)
+        ablation(data, args.epochs, args.out)
         return
     cfg = dict(RECIPE, epochs=args.epochs)
     accs, _, spent = train(data, cfg)

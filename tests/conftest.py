@@ -1,8 +1,20 @@
 """pytest setup: every test starts from the fused backend and a fixed global seed; NumPy's BLAS
-runs on one thread."""
+runs on one thread; under CI=true the PyTorch references must be there."""
+import os
+
 import pytest
 
 import fusetrain
+
+
+def pytest_configure(config):
+    # Locally the parity tests skip without torch; CI must not pass by skipping them.
+    if os.environ.get("CI") == "true":
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise pytest.UsageError(f"CI=true but torch cannot be imported ({exc}): the PyTorch parity tests "
+                                    "would be skipped; install the test extra (pip install '.[test]')") from exc
 
 
 @pytest.fixture(autouse=True)

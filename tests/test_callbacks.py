@@ -380,7 +380,7 @@ def test_learning_rate_scheduler_sets_the_lr_each_epoch():
 def test_ema_average_and_batchnorm_recalibration(n):
     x, y = _problem(n=n)
     rec = _Record()
-    ema = callbacks.EMA(decay=0.9)
+    ema = callbacks.EMA(decay=0.9, warmup=False)
     t = _trainer(lr=0.05, callbacks=[rec, ema])
     t.fit(x, y, epochs=3, batch_size=10, verbose=0)
     assert len(rec.steps) == 12 == ema.n_averaged
@@ -404,7 +404,7 @@ def test_ema_skips_non_finite_steps_and_can_swap_by_hand():
     x = x.copy()
     x[25, 3] = np.inf  # batch 2 of every epoch (no shuffle) is skipped
     rec = _Record()
-    ema = callbacks.EMA(decay=0.8, recompute_bn=False, swap_on_end=False)
+    ema = callbacks.EMA(decay=0.8, recompute_bn=False, swap_on_end=False, warmup=False)
     t = _trainer(lr=0.05, callbacks=[rec, ema], nonfinite="skip")
     t.fit(x, y, epochs=2, batch_size=10, shuffle=False, verbose=0)
     assert len(rec.steps) == ema.n_averaged == 6

@@ -172,3 +172,21 @@ def test_trainer_predict_and_evaluate_use_the_compiled_path():
     assert_close(logits, _unfused_eval(model.eval(), x), rtol=1e-5, atol=1e-6, name="predict")
     ce = nn.CrossEntropyLoss()(logits, y)
     assert abs(trainer.evaluate(x, y)["loss"] - ce) < 1e-5
+
+
+def test_training_steps_do_not_invalidate_compiled_plans():
+    # Steps change values in place (weights, running statistics, num_batches_tracked += 1), not
+    # the structure: the plans built for the step and for evaluation stay valid.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.2), nn.Linear(6, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    _trained(model, x)
+    model.train()
+    before = inference.version()
+    for _ in range(3):
+        model(x)
+        opt.zero_grad()
+        model.backward(np.ones((8, 2), np.float32))
+        opt.step()
+    assert inference.version() == before

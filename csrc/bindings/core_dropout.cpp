@@ -83,6 +83,13 @@ void bind_probe(py::module_& m) {
     py::gil_scoped_release nogil;
     fusetrain::probe_copy(s, d, n);
   });
+  m.def(
+      "probe_fma",
+      [](int64_t iters) {
+        py::gil_scoped_release nogil;
+        return fusetrain::probe_fma(iters);
+      },
+      py::arg("iters"), "Every pool thread runs `iters` rounds of register multiply-adds; returns the FLOPs done");
   m.def("probe_triad", [](py::object a, py::object b, py::object c, double s) {
     int64_t n = array_size(a, "a");
     float* ap = array_ptr<float>(a, "a", n, true);

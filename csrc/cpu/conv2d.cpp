@@ -1,8 +1,9 @@
 // Convolution on the CPU for every stride, padding, dilation and group count, with no column
 // matrix and no BLAS: the register tiles of tiles.h read the input where it lies.
 //
-// The layout ("pack"). A pack is B images side by side along the width, each zero-padded on its
-// own (so no window reaches a neighbour), copied once into planes split by stride phase: padded
+// The layout ("pack"). A pack is B images side by side along the width, zero-padded so that no
+// window reaches a neighbour (an image's right padding is the next one's left padding: images sit
+// W + PW apart, not W + 2*PW), copied once into planes split by stride phase: padded
 // pixel (r, col) of channel c goes to phase (r % SH, col % SW), row r / SH, column col / SW. The
 // input that tap (c, kh, kw) reads for output position s' = oh*Wq + q is then
 //   pack[off[c, kh, kw] + s'],  off = (c*U + phase)*plane + (kh*DH / SH)*Wq + (kw*DW / SW)
@@ -38,7 +39,7 @@ namespace {
 // size does not depend on which kernels this CPU runs.
 constexpr int64_t kMaxNR = 32;
 // Largest outer-product tile of any instruction set (rows x columns) and its row count.
-constexpr int kMaxRows = 16, kMaxTile = 16 * 32;
+constexpr int kMaxRows = 24, kMaxTile = 24 * 32;
 
 // ---------------------------------------------------------------- the pack
 
@@ -48,7 +49,7 @@ struct Pack {
   int64_t SH, SW;       // stride (phase counts)
   int64_t PH, PW;       // zero padding of each image
   int64_t B;            // images per pack
-  int64_t Wi;           // padded image width on the full grid, a multiple of SW
+  int64_t Wi;           // distance between images on the full grid (W + PW rounded up to SW)
   int64_t Hq, Wq, Wiq;  // phase-grid rows, columns (all images), columns per image
   int64_t U;            // phases in use
   int slot[64];         // phase (ph*SW + pw) -> its plane slot, or -1 when no tap reads it
@@ -67,9 +68,9 @@ Pack make_pack(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t 
   check(SH * SW <= 64, "stride products above 64 are not supported");
   Pack p{};
   p.C = C, p.H = H, p.W = W, p.SH = SH, p.SW = SW, p.PH = PH, p.PW = PW, p.B = B;
-  p.Wi = round_up(W + 2 * PW, SW);
+  p.Wi = round_up(W + PW, SW);
   p.Wiq = p.Wi / SW;
-  p.Wq = B * p.Wiq;
+  p.Wq = round_up(B * p.Wi + PW, SW) / SW;  // the last image's right padding after the images
   // Rows: the deepest tap of the last output row must lie inside the grid.
   p.Hq = std::max(round_up(H + 2 * PH, SH) / SH, OH + (KH - 1) * DH / SH);
   std::fill(p.slot, p.slot + 64, -1);
@@ -98,15 +99,24 @@ Taps make_taps(const Pack& p, int64_t Cg, int64_t KH, int64_t KW, int64_t DH, in
 }
 
 // Images [n0, n0 + B) of src (N, C, H, W) into the pack at dst (images past N are zeros), then
-// the zero tail.
+// the zero tail. Rows are short (a 32-pixel row is 17 floats per phase at stride 2), so everything
+// that does not depend on the row is worked out once.
 void pack_images(const float* src, int64_t n0, int64_t N, const Pack& p, float* dst) {
-  const int64_t SH = p.SH, SW = p.SW;
+  const int64_t SH = p.SH, SW = p.SW, Wiq = p.Wiq, nimg = std::min(p.B, N - n0);
+  // Phase column qw of phase pw holds padded column qw*SW + pw, i.e. source column qw*SW + pw - PW:
+  // data in [lo, hi), zeros around it.
+  int64_t lo[64], hi[64];
+  for (int64_t pw = 0; pw < SW; ++pw) {
+    lo[pw] = std::min(Wiq, (std::max<int64_t>(p.PW - pw, 0) + SW - 1) / SW);
+    hi[pw] = std::max(lo[pw], std::min(Wiq, (p.W + p.PW - pw + SW - 1) / SW));
+  }
   for (int64_t c = 0; c < p.C; ++c)
     for (int64_t ph = 0; ph < SH; ++ph)
       for (int64_t pw = 0; pw < SW; ++pw) {
         const int u = p.slot[ph * SW + pw];
         if (u < 0) continue;
         float* pl = dst + (c * p.U + u) * p.plane;
+        const int64_t l = lo[pw], h1 = hi[pw];
         for (int64_t qh = 0; qh < p.Hq; ++qh) {
           float* row = pl + qh * p.Wq;
           const int64_t h = qh * SH + ph - p.PH;
@@ -114,25 +124,21 @@ void pack_images(const float* src, int64_t n0, int64_t N, const Pack& p, float* 
             std::memset(row, 0, sizeof(float) * size_t(p.Wq));
             continue;
           }
-          for (int64_t i = 0; i < p.B; ++i) {
-            float* seg = row + i * p.Wiq;
-            if (n0 + i >= N) {
-              std::memset(seg, 0, sizeof(float) * size_t(p.Wiq));
-              continue;
-            }
-            const float* s = src + (((n0 + i) * p.C + c) * p.H + h) * p.W;
-            // Phase column qw holds padded column qw*SW + pw, i.e. source column qw*SW + pw - PW.
-            const int64_t lo = std::min(p.Wiq, (std::max<int64_t>(p.PW - pw, 0) + SW - 1) / SW);
-            const int64_t hi = std::max(lo, std::min(p.Wiq, (p.W + p.PW - pw + SW - 1) / SW));
-            std::fill(seg, seg + lo, 0.0f);
+          for (int64_t i = 0; i < nimg; ++i) {
+            float* seg = row + i * Wiq;
+            const float* sp = src + (((n0 + i) * p.C + c) * p.H + h) * p.W + pw - p.PW;
+            for (int64_t q = 0; q < l; ++q) seg[q] = 0.0f;
             if (SW == 1) {
-              std::memcpy(seg + lo, s + lo - p.PW, sizeof(float) * size_t(hi - lo));
+              std::memcpy(seg + l, sp + l, sizeof(float) * size_t(h1 - l));
+            } else if (SW == 2) {  // a constant stride vectorizes (two loads and a permute per vector)
+#pragma omp simd
+              for (int64_t q = l; q < h1; ++q) seg[q] = sp[q * 2];
             } else {
-              const float* sp = s + pw - p.PW;
-              for (int64_t qw = lo; qw < hi; ++qw) seg[qw] = sp[qw * SW];
+              for (int64_t q = l; q < h1; ++q) seg[q] = sp[q * SW];
             }
-            std::fill(seg + hi, seg + p.Wiq, 0.0f);
+            for (int64_t q = h1; q < Wiq; ++q) seg[q] = 0.0f;
           }
+          std::memset(row + nimg * Wiq, 0, sizeof(float) * size_t(p.Wq - nimg * Wiq));
         }
       }
   const int64_t used = p.C * p.U * p.plane;
@@ -306,7 +312,7 @@ int64_t images_per_pack(int64_t N, int64_t OH, int64_t Wiq) {
 
 // The forward's pack for x (N, C, H, W) under g.
 Pack forward_pack(int64_t N, int64_t C, const Window2d& g) {
-  const int64_t Wiq = round_up(g.W + 2 * g.PW, g.SW) / g.SW;
+  const int64_t Wiq = round_up(g.W + g.PW, g.SW) / g.SW;
   return make_pack(C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW, g.OH, images_per_pack(N, g.OH, Wiq));
 }
 
@@ -322,15 +328,17 @@ ConvArgs conv_args(int64_t N, int64_t C, int64_t OC, int64_t groups) {
 
 // ---------------------------------------------------------------- depthwise (groups == C)
 
-// out run (S positions) = sum over taps of w[k] * pk[off[k] + s].
+// out run (S positions) = sum over taps of w[k] * pk[off[k] + s], in register-held chunks
+// (tiles.h: one load and one multiply-add per tap and vector, one store per chunk); the last
+// partial chunk through a small buffer (the pack's zero tail covers its overrun reads).
 void dw_forward_run(const float* pk, const int64_t* off, const float* w, int64_t taps, int64_t S, float* out) {
-  std::fill(out, out + S, 0.0f);
-  for (int64_t k = 0; k < taps; ++k) {
-    const float* src = pk + off[k];
-    const float wk = w[k];
-#pragma omp simd
-    for (int64_t s = 0; s < S; ++s) out[s] += wk * src[s];
-  }
+  const TileKernels& kn = tile_kernels();
+  int64_t s0 = 0;
+  for (; s0 + kn.tw <= S; s0 += kn.tw) kn.taps(taps, w, pk + s0, off, out + s0);
+  if (s0 == S) return;
+  float last[64];
+  kn.taps(taps, w, pk + s0, off, last);
+  std::memcpy(out + s0, last, sizeof(float) * size_t(S - s0));
 }
 
 // keep: the packs go to `packs_out` (packs x img, for the backward); else packs_out holds
@@ -342,10 +350,10 @@ void depthwise_forward(const float* x, const float* w, const OutEpi& e, float* y
   const int64_t packs = (a.N + p.B - 1) / p.B, taps = g.KH * g.KW, m = a.OCg;
   int team = packs > 1 ? threads_for(a.N * a.OC * taps * g.OH * g.OW) : 1;
   if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
-  const auto runs = scratch<float>(int64_t(team) * t.S);
+  const ScratchBuf runs = thread_scratch(0, int64_t(team) * t.S);
   parallel_tasks(packs, team, [&](int64_t q, int worker) {
     float* pk = packs_out + (keep ? q : worker) * p.img;
-    float* run = runs.get() + worker * t.S;
+    float* run = runs.ptr + worker * t.S;
     pack_images(x, q * p.B, a.N, p, pk);
     for (int64_t oc = 0; oc < a.OC; ++oc) {
       dw_forward_run(pk + (oc / m) * p.U * p.plane, t.off.data(), w + oc * taps, taps, t.S, run);
@@ -440,10 +448,10 @@ void forward_impl(const float* x, const float* w, const OutEpi& e, float* y, flo
   int team = packs > 1 ? threads_for(a.N * a.OC * K * g.OH * g.OW) : 1;
   if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
   const int64_t ysize = a.groups * outp * t.Spr;
-  const auto ypad = scratch<float>(int64_t(team) * ysize);  // one per worker; every tile is written
+  const ScratchBuf ypad = thread_scratch(0, int64_t(team) * ysize);  // one per worker; every tile is written
   parallel_tasks(packs, team, [&](int64_t q, int worker) {
     float* pk = packs_out + (keep ? q : worker) * p.img;
-    float* yp = ypad.get() + worker * ysize;
+    float* yp = ypad.ptr + worker * ysize;
     pack_images(x, q * p.B, a.N, p, pk);
     for (int64_t j = 0; j < a.groups; ++j)
       tile_gemm(outp, K, apack[size_t(j)].data(), pk + j * a.Cg * p.U * p.plane, t.off.data(), t.Spr,
@@ -510,7 +518,11 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
   // consecutive packs (one per thread), each summed into its own partial, and the partials are
   // added in part order: the same bits for a given thread count.
   const bool grads = dw || db;
-  const int64_t OCr = round_up(a.OCg, kn.dc), Kr = round_up(K, kn.dr), L = t.S;
+  // Few output channels take the narrow outer product (16 columns instead of 32 with AVX-512).
+  const bool narrow = a.OCg <= kn.ndc;
+  const OuterFn outer = narrow ? kn.outer_narrow : kn.outer;
+  const int64_t DR = narrow ? kn.ndr : kn.dr, DC = narrow ? kn.ndc : kn.dc;
+  const int64_t OCr = round_up(a.OCg, DC), Kr = round_up(K, DR), L = t.S;
   const int team = packs > 1 ? threads_for(N * OC * K * OHW) : 1;
   const int parts = int(std::min<int64_t>(packs, team));
   const int64_t per = (packs + parts - 1) / parts;
@@ -524,15 +536,16 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
   const int64_t dqsize = dx && !flipped ? a.OCg * t.Spr + kMaxNR : 0;
   const int64_t xgsize = dx && !flipped ? p.img : 0;
   const int64_t dtsize = grads ? groups * L * OCr : 0;
-  const auto dypack = scratch<float>(team * dysize), gbuf = scratch<float>(team * gsize);
-  const auto dqbuf = scratch<float>(team * dqsize), xgbuf = scratch<float>(team * xgsize);
-  std::vector<float> dTall(size_t(team * dtsize), 0.0f);
+  const ScratchBuf dypack = thread_scratch(0, team * dysize), gbuf = thread_scratch(1, team * gsize);
+  const ScratchBuf dqbuf = thread_scratch(2, team * dqsize), xgbuf = thread_scratch(3, team * xgsize);
+  const ScratchBuf dTall = thread_scratch(4, team * dtsize);
+  std::memset(dTall.ptr, 0, sizeof(float) * size_t(team * dtsize));
   parallel_tasks(parts, team, [&](int64_t part_i, int worker) {
-    float* dyp = dypack.get() + worker * dysize;
-    float* gb = gbuf.get() + worker * gsize;
-    float* dq = dqbuf.get() + worker * dqsize;
-    float* xg = xgbuf.get() + worker * xgsize;
-    float* dTw = dTall.data() + worker * dtsize;
+    float* dyp = dypack.ptr + worker * dysize;
+    float* gb = gbuf.ptr + worker * gsize;
+    float* dq = dqbuf.ptr + worker * dqsize;
+    float* xg = xgbuf.ptr + worker * xgsize;
+    float* dTw = dTall.ptr + worker * dtsize;
     float tile[kMaxTile];
     const float* rows[kMaxRows];
     double* acc = grads ? part.data() + size_t(part_i) * part_size : nullptr;
@@ -568,14 +581,14 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
                           db ? acc + OC * K + j * a.OCg : nullptr);
         if (!dw) continue;
         const float* xj = pk + j * cg_size;
-        for (int64_t k0 = 0; k0 < Kr; k0 += kn.dr) {
-          for (int64_t i = 0; i < kn.dr; ++i) rows[i] = k0 + i < K ? xj + t.off[size_t(k0 + i)] : zeros.data();
-          for (int64_t oc0 = 0; oc0 < OCr; oc0 += kn.dc) {
-            kn.outer(L, rows, dT + oc0, OCr, tile);
+        for (int64_t k0 = 0; k0 < Kr; k0 += DR) {
+          for (int64_t i = 0; i < DR; ++i) rows[i] = k0 + i < K ? xj + t.off[size_t(k0 + i)] : zeros.data();
+          for (int64_t oc0 = 0; oc0 < OCr; oc0 += DC) {
+            outer(L, rows, dT + oc0, OCr, tile);
             // float per-pack partials (L terms each) summed in double across packs
-            for (int64_t i = 0; i < kn.dr && k0 + i < K; ++i)
-              for (int64_t c2 = 0; c2 < kn.dc && oc0 + c2 < a.OCg; ++c2)
-                acc[(j * a.OCg + oc0 + c2) * K + k0 + i] += double(tile[size_t(i * kn.dc + c2)]);
+            for (int64_t i = 0; i < DR && k0 + i < K; ++i)
+              for (int64_t c2 = 0; c2 < DC && oc0 + c2 < a.OCg; ++c2)
+                acc[(j * a.OCg + oc0 + c2) * K + k0 + i] += double(tile[size_t(i * DC + c2)]);
           }
         }
       }

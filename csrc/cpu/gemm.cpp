@@ -45,14 +45,12 @@ void pack_b_panel(const float* b, int64_t sbk, int64_t sbn, int64_t K, int64_t n
     for (int64_t k = 0; k < K; ++k) std::memcpy(dst + k * nr, b + k * sbk + n0, sizeof(float) * size_t(cols));
     return;
   }
-  constexpr int64_t kBlk = 16;  // e.g. B = W^T: each column is contiguous along k
-  for (int64_t kb = 0; kb < K; kb += kBlk) {
-    const int64_t ke = std::min(K, kb + kBlk);
-    for (int64_t n = 0; n < cols; ++n) {
-      const float* src = b + (n0 + n) * sbn;
-      for (int64_t k = kb; k < ke; ++k) dst[k * nr + n] = src[k * sbk];
-    }
+  if (sbk == 1) {  // e.g. B = W^T: each column is contiguous along k (transposed in registers)
+    tile_kernels().transpose(b + n0 * sbn, sbn, K, cols, dst, nr);
+    return;
   }
+  for (int64_t n = 0; n < cols; ++n)  // any other strides
+    for (int64_t k = 0; k < K; ++k) dst[k * nr + n] = b[k * sbk + (n0 + n) * sbn];
 }
 
 }  // namespace
@@ -73,19 +71,19 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sam, int64_t 
   // K in blocks whose B sub-panel (kKc x nr floats: 32 KiB at nr = 32) stays in L1 while every
   // row panel passes over it.
   constexpr int64_t kKc = 256;
-  const auto apack = scratch<float>(Mp * K);  // pack_a_panel writes every element
+  const ScratchBuf apack = thread_scratch(0, Mp * K);  // pack_a_panel writes every element
   std::vector<int64_t> off(size_t(std::min(K, kKc)));
   for (size_t k = 0; k < off.size(); ++k) off[k] = int64_t(k) * nr;
   const int team = threads_for(M * N * K / 4);
   parallel_chunks(row_tiles, M * K, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) pack_a_panel(a, sam, sak, M, K, t * mr, mr, apack.get() + t * mr * K);
+    for (int64_t t = t0; t < t1; ++t) pack_a_panel(a, sam, sak, M, K, t * mr, mr, apack.ptr + t * mr * K);
   });
   // Per-worker scratch, written before it is read: B's packed panel and the partial-tile sums.
   const int64_t bsize = K * nr, tsize = Mp * nr;
-  const auto bpall = scratch<float>(team * bsize), tmpall = scratch<float>(team * tsize);
+  const ScratchBuf bpall = thread_scratch(1, team * bsize), tmpall = thread_scratch(2, team * tsize);
   parallel_tasks(col_tiles, team, [&](int64_t j, int worker) {
-    float* bp = bpall.get() + worker * bsize;
-    float* tmp = tmpall.get() + worker * tsize;
+    float* bp = bpall.ptr + worker * bsize;
+    float* tmp = tmpall.ptr + worker * tsize;
     const int64_t j0 = j * nr, cols = std::min(nr, N - j0);
     pack_b_panel(b, sbk, sbn, K, j0, cols, nr, bp);
     // Full tiles go straight to C; a partial one (the last rows, or a narrow last column block)
@@ -94,7 +92,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t sam, int64_t 
       const int64_t kb = std::min(kKc, K - k0);
       for (int64_t t = 0; t < row_tiles; ++t) {
         const int64_t i0 = t * mr;
-        const float* ap = apack.get() + t * mr * K + k0 * mr;
+        const float* ap = apack.ptr + t * mr * K + k0 * mr;
         const float* bk = bp + k0 * nr;
         if (cols == nr && M - i0 >= mr)
           (k0 == 0 && !accumulate ? kn.tile : kn.tile_acc)(kb, ap, bk, off.data(), c + i0 * ldc + j0, ldc);

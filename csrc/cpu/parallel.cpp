@@ -350,3 +350,33 @@ void run_tasks(int64_t ntasks, int team, TaskFn fn, void* ctx) {
 
 }  // namespace detail
 }  // namespace fusetrain
+
+namespace fusetrain {
+
+namespace {
+constexpr int kScratchSlots = 8;
+constexpr int64_t kScratchCap = int64_t(64) << 20;  // floats kept per slot (256 MB)
+struct ThreadScratch {
+  std::unique_ptr<float[]> buf[kScratchSlots];
+  int64_t size[kScratchSlots] = {};
+};
+thread_local ThreadScratch t_scratch;
+}  // namespace
+
+ScratchBuf thread_scratch(int slot, int64_t n) {
+  check(slot >= 0 && slot < kScratchSlots, "scratch slot out of range");
+  n = n > 0 ? n : 1;
+  if (n > kScratchCap) {
+    ScratchBuf b{nullptr, std::unique_ptr<float[]>(new float[size_t(n)])};
+    b.ptr = b.own.get();
+    return b;
+  }
+  if (t_scratch.size[slot] < n) {
+    t_scratch.buf[slot].reset();  // free first: the old and new buffers need not coexist
+    t_scratch.buf[slot].reset(new float[size_t(n)]);
+    t_scratch.size[slot] = n;
+  }
+  return ScratchBuf{t_scratch.buf[slot].get(), nullptr};
+}
+
+}  // namespace fusetrain

@@ -1,8 +1,11 @@
 // Bandwidth probes (CPU): the simplest streaming loops, the ceiling for memory-bound kernels.
 #include "fusetrain/probe.h"
 
+#include <atomic>
+
 #include "fusetrain/common.h"
 #include "fusetrain/parallel.h"
+#include "tiles.h"
 
 namespace fusetrain {
 namespace {
@@ -59,6 +62,17 @@ void probe_update(float* const* outs, int nout, const float* in, int64_t n) {
         return update_run<4>(at(o[0]), at(o[1]), at(o[2]), at(o[3]), in + lo, hi - lo);
     }
   });
+}
+
+double probe_fma(int64_t iters) {
+  check(iters >= 1, "iters must be >= 1");
+  const TileKernels& kn = tile_kernels();
+  const int team = num_threads();
+  std::atomic<int> sink{0};
+  parallel_tasks(team, team, [&](int64_t, int) {
+    if (kn.fma_probe(iters) == 12345.0f) sink.fetch_add(1);  // keeps the result alive
+  });
+  return 2.0 * double(kn.fma_ops) * double(kn.lanes) * double(iters) * double(team) + 0.0 * sink.load();
 }
 
 }  // namespace fusetrain

@@ -50,6 +50,17 @@ inline std::unique_ptr<T[]> scratch(int64_t n) {
   return std::unique_ptr<T[]>(new T[size_t(n > 0 ? n : 1)]);
 }
 
+// Per-thread scratch that outlives the call: `slot` names one of a few buffers of the calling
+// thread, grown when a call needs more and kept for the next call, so a training step's large
+// scratch is not mapped afresh (and page-faulted in) by every kernel. Uninitialized. A kernel
+// uses each slot once at a time; requests above a cap get memory of their own, freed with the
+// returned holder.
+struct ScratchBuf {
+  float* ptr;
+  std::unique_ptr<float[]> own;  // set only when the request was above the cap
+};
+ScratchBuf thread_scratch(int slot, int64_t n);
+
 // Below this many elements of work a kernel runs on the calling thread alone: handing out tasks
 // costs more than it saves.
 constexpr int64_t kParallelGrain = 1 << 15;

@@ -23,6 +23,7 @@ from .arena import Arena
 from .parameter import Parameter, _as_array
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+_MISSING = object()
 
 # A scratch buffer is reused only when nothing but the module's scratch list (plus the loop
 # variable and getrefcount's own argument) refers to it, so a caller holding an earlier
@@ -94,8 +95,8 @@ class Module:
             self._save(value)
             return
         d = self.__dict__
-        if not name.startswith("_"):
-            inference.bump()  # a compiled eval plan may depend on it
+        if not name.startswith("_") and self._current(name) is not value:
+            inference.bump()  # a compiled plan may depend on it (an in-place `buf += 1` keeps it)
         if isinstance(value, Parameter):
             self._check_init()
             self._discard(name)
@@ -118,6 +119,15 @@ class Module:
             self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
+
+    def _current(self, name):
+        """What attribute `name` holds now (a parameter, buffer, submodule or plain value), or a
+        marker object when it has none."""
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        return d.get(name, _MISSING)
 
     def _discard(self, name):
         for store in (self._parameters, self._buffers, self._modules):

@@ -1,4 +1,5 @@
-"""Gradient clipping, parameter/vector helpers and weight normalization (nn.utils.weight_norm)."""
+"""Gradient clipping, parameter/vector helpers, weight normalization (nn.utils.weight_norm) and
+batchnorm recalibration for averaged weights (recompute_batchnorm)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import math
 import numpy as np
 
 from .. import backend, ops
+from .normalization import _BatchNorm, batchnorm_usable
 from .parameter import Parameter
 from .weight_norm import remove_weight_norm, weight_norm  # noqa: F401  (nn.utils.weight_norm)
 
@@ -82,3 +84,32 @@ def vector_to_parameters(vec, parameters) -> None:
     for p in params:
         p.data[...] = vec[pos:pos + p.size].reshape(p.shape)
         pos += p.size
+
+
+def recompute_batchnorm(model, x, batch_size=256):
+    """Re-estimate every BatchNorm's running statistics for the model's current weights: reset
+    them, then one pass over ``x`` in training mode with a cumulative average (momentum=None),
+    as ``torch.optim.swa_utils.update_bn`` does. The model's mode and momenta are restored.
+    No parameter changes. A last batch of one sample is left out, as in ``Trainer.fit``.
+    Returns the number of BatchNorm layers updated."""
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    n = len(x)
+    if not bns or n == 0:
+        return 0
+    if n == 1:
+        raise ValueError("recompute_batchnorm needs at least 2 samples (one sample has no batch variance)")
+    n = batchnorm_usable(n, batch_size)  # as Trainer.fit: no one-sample last batch
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i in range(0, n, batch_size):
+            model(x[i:min(n, i + batch_size)])
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
+    return len(bns)

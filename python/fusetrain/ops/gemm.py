@@ -9,6 +9,8 @@ from .. import backend
 from . import _check as C
 from ._dispatch import core, empty, use_numpy
 
+_F32 = np.dtype(np.float32)
+
 
 def _operand(x, name):
     if not (isinstance(x, np.ndarray) or C.is_cuda_array(x)):
@@ -26,6 +28,16 @@ def matmul(a, b, out=None, *, accumulate=False):
     ``a`` and ``b`` may be any strided float32 views (transposes included); ``out`` must be
     C-contiguous and must not overlap them. Accumulating writes straight into ``out`` (e.g. a
     parameter's gradient), with no temporary. Returns out."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and type(out) is np.ndarray and not use_numpy()
+            and a.dtype == _F32 and b.dtype == _F32 and out.dtype == _F32 and a.ndim == 2 and b.ndim == 2
+            and out.ndim == 2 and a.shape[1] == b.shape[0] and out.shape[0] == a.shape[0]
+            and out.shape[1] == b.shape[1] and out.flags.c_contiguous and out.flags.writeable):
+        # the common case, checked in a few attribute reads (a layer's training step calls this often)
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise ValueError("out must not overlap a or b")
+        if out.size:
+            core().gemm(a, b, out, bool(accumulate))
+        return out
     a, b = _operand(a, "a"), _operand(b, "b")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"a and b cannot be multiplied: a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}")

@@ -1,5 +1,8 @@
-"""Bandwidth probes: a plain copy and a STREAM triad, for benchmarks' roofline ratios."""
+"""Probes of the machine's limits for benchmarks' roofline ratios: a plain copy and a STREAM triad
+(memory bandwidth), and back-to-back multiply-adds on every kernel thread (compute)."""
 from __future__ import annotations
+
+import time
 
 from . import _check as C
 from ._dispatch import core
@@ -29,3 +32,25 @@ def probe_update(outs, inp):
     if not 1 <= len(outs) <= 4:
         raise ValueError(f"outs must hold 1 to 4 arrays, got {len(outs)}")
     core().probe_update(outs, inp)
+
+
+def probe_fma(seconds=0.2) -> float:
+    """GFLOP/s of float32 multiply-adds on registers, every kernel thread busy for about `seconds`
+    (the widest instruction set the kernels use): the compute ceiling of the convolution and GEMM
+    kernels. The best of a few runs."""
+    seconds = C.number(seconds, "seconds", lo=0.0, lo_open=True)
+    iters, best = 1 << 16, 0.0
+    while True:  # grow the run until one takes a tenth of the budget
+        t0 = time.perf_counter()
+        flops = core().probe_fma(iters)
+        dt = time.perf_counter() - t0
+        if dt >= seconds / 10:
+            break
+        iters *= 4
+    end = time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        flops = core().probe_fma(iters)
+        best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+        if time.perf_counter() >= end:
+            return best

@@ -14,7 +14,7 @@ from ..nn.normalization import _BatchNorm, batchnorm_usable
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from . import checkpoint as _ckpt
 from .history import History
-from .progress import ProgressBar
+from .progress import Progress
 
 _LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "categorical_crossentropy": nn.CrossEntropyLoss,
            "sparse_categorical_crossentropy": nn.CrossEntropyLoss, "mse": nn.MSELoss,
@@ -192,7 +192,9 @@ class Trainer:
 
         ``seed``: when given, ``fusetrain.manual_seed(seed)`` is called first, so shuffling and
         dropout masks are reproducible (ignored when resuming: the checkpoint's RNG state wins).
-        ``verbose``: 1 shows a progress bar per epoch, 0 is silent. Returns ``self.history``.
+        ``verbose``: 0 is silent, 1 shows a progress bar per epoch (on a terminal; a widget in
+        notebooks; one line per epoch in logs and pipes), 2 one line per epoch (see
+        ``fusetrain.train.Progress``). Returns ``self.history``.
         Callbacks run in the order given, except that ModelCheckpoint instances run after all the
         others, so each checkpoint captures the complete end-of-epoch state.
         When the model has batchnorm layers and the last batch would hold a single sample (batch
@@ -238,6 +240,7 @@ class Trainer:
         bn_saved = [b.copy() for b in bn_bufs]
         self.model.train()
         self.optimizer.zero_grad()
+        progress = Progress(epochs, nb, verbose)
         for cb in cbs:
             cb.on_train_begin({})
         try:
@@ -246,7 +249,7 @@ class Trainer:
                     cb.on_epoch_begin(epoch, {})
                 self.model.train()
                 order = frandom.default_generator().permutation(n) if shuffle else None
-                bar = ProgressBar(nb, f"Epoch {epoch + 1}/{epochs}") if verbose else None
+                progress.start_epoch(epoch)
                 sums = {name: 0.0 for name, _, _ in self.metrics}
                 loss_sum, seen, skipped = 0.0, 0, 0
                 for b in range(nb):
@@ -275,8 +278,7 @@ class Trainer:
                         for name, fn, summed in self.metrics:
                             v = fn(yb, out)
                             sums[name] += float(v) if summed else float(v) * bs
-                    if bar is not None:
-                        bar.update(hi - lo, f"loss {loss_sum / seen:.4f}" if seen else "")
+                    progress.step(hi - lo, loss_sum / seen if seen else None)
                     for cb in batch_end:
                         cb.on_train_batch_end(b, {"batch": b, "size": hi - lo, "loss": loss, "skipped": not ok})
                     if self.stop_training or getattr(self.model, "stop_training", False):
@@ -290,8 +292,7 @@ class Trainer:
                 logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
                 if self.nonfinite == "skip":
                     logs["skipped_steps"] = skipped
-                if bar is not None:
-                    bar.close(" ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "skipped_steps" or v))
+                progress.end_epoch(logs)
                 self._step_scheduler(logs)
                 self.history.append(epoch, logs)
                 self.epoch = epoch + 1
@@ -300,6 +301,7 @@ class Trainer:
                 if self.stop_training or getattr(self.model, "stop_training", False):
                     break
         finally:
+            progress.close()
             self.model.train()
         for cb in cbs:
             cb.on_train_end({})
@@ -374,6 +376,10 @@ class Trainer:
                               epoch=self.epoch, history=self.history,
                               extra={"metadata": self.metadata,
                                      "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
+
+    def save_weights(self, path) -> None:
+        """Write only the model's parameters and buffers (a checkpoint ``load_weights`` reads)."""
+        _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
 
     def load_checkpoint(self, path) -> int:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
