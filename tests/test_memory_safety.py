@@ -131,10 +131,12 @@ def test_ops_copy_misaligned_inputs():
     ]
     for i, f in enumerate(calls):
         assert_close(f(misaligned), f(np.array), rtol=0, atol=0, name=f"op {i}")
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
-    for training in (True, False):
-        model.train(training)
-        assert_close(model(misaligned(x)), model(x), rtol=0, atol=0, name=f"model training={training}")
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(108, 7), nn.Tanh(), nn.Linear(7, 5))
+    for model in (conv, mlp):
+        for training in (True, False):
+            model.train(training)
+            assert_close(model(misaligned(x)), model(x), rtol=0, atol=0, name=f"model training={training}")
 
 
 def test_ops_refuse_misaligned_in_place_targets_and_change_nothing():

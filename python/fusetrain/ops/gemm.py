@@ -31,7 +31,8 @@ def matmul(a, b, out=None, *, accumulate=False):
     if (type(a) is np.ndarray and type(b) is np.ndarray and type(out) is np.ndarray and not use_numpy()
             and a.dtype == _F32 and b.dtype == _F32 and out.dtype == _F32 and a.ndim == 2 and b.ndim == 2
             and out.ndim == 2 and a.shape[1] == b.shape[0] and out.shape[0] == a.shape[0]
-            and out.shape[1] == b.shape[1] and out.flags.c_contiguous and out.flags.writeable):
+            and out.shape[1] == b.shape[1] and out.flags.c_contiguous and out.flags.writeable
+            and a.flags.aligned and b.flags.aligned and out.flags.aligned):
         # the common case, checked in a few attribute reads (a layer's training step calls this often)
         if np.may_share_memory(out, a) or np.may_share_memory(out, b):
             raise ValueError("out must not overlap a or b")
