@@ -301,3 +301,9 @@ def test_digits_mlp_with_every_trick_reaches_97_percent():
     h = t.fit(x, y, epochs=25, batch_size=64, validation_data=(xt, yt), seed=0, verbose=0)
     acc = t.evaluate(xt, yt)["accuracy"]
     assert acc >= 0.97, (acc, h.history["val_accuracy"])
+
+
+def test_a_trainer_refuses_an_optimizer_of_another_models_parameters():
+    model, other = nn.Linear(3, 2), nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="not parameters of the"):
+        fusetrain.Trainer(model, optim.SGD(other.parameters(), lr=0.1))

@@ -65,6 +65,7 @@ class Trainer:
             raise TypeError(f"Trainer model must be a fusetrain.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"Trainer optimizer must be a fusetrain.optim optimizer, got {type(optimizer).__name__}")
+        optimizer.check_model(model)  # an optimizer of another model's parameters would train nothing here
         self.model, self.optimizer = model, optimizer
         if isinstance(loss, str):
             if loss not in _LOSSES:
@@ -385,7 +386,8 @@ class Trainer:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
         corrupt or mismatched file raises CheckpointError and changes nothing). The next ``fit``
         continues from its epoch. Returns that epoch."""
-        info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks)
+        info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
+                                     check_extra=lambda extra: dict((extra or {}).get("metadata") or {}))
         self.metadata = dict((info.get("extra") or {}).get("metadata") or {})
         self.epoch = info["epoch"]
         self.history = History(info["history"], info["history_epochs"])
