@@ -168,12 +168,14 @@ void unpack_images(const float* pk, int64_t n0, int64_t N, const Pack& p, float*
       }
 }
 
-// Weights of one conv group (rows x K) as mr-row panels, k-major inside a panel; rows past `rows`
-// are zero. flip: the stride-1 input-gradient weights of a group whose forward had `rows` input
-// channels: a[c][(oc, kh, kw)] = w[oc][c][KH-1-kh][KW-1-kw], KK = KH*KW.
-std::vector<float> pack_weights(const float* w, int64_t rows, int64_t K, int64_t KK, bool flip) {
-  const int64_t mr = tile_kernels().mr, rp = round_up(rows, mr);
-  std::vector<float> a(size_t(rp * K), 0.0f);
+// Weights of one conv group (rows x K) as mr-row panels, k-major inside a panel, into a (of
+// packed_weights_size floats); rows past `rows` are zero. flip: the stride-1 input-gradient weights of a group whose
+// forward had `rows` input channels: a[c][(oc, kh, kw)] = w[oc][c][KH-1-kh][KW-1-kw], KK = KH*KW.
+int64_t packed_weights_size(int64_t rows, int64_t K) { return round_up(rows, tile_kernels().mr) * K; }
+
+void pack_weights(const float* w, int64_t rows, int64_t K, int64_t KK, bool flip, float* a) {
+  const int64_t mr = tile_kernels().mr;
+  std::memset(a, 0, sizeof(float) * size_t(packed_weights_size(rows, K)));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t k = 0; k < K; ++k) {
       float v;
@@ -183,21 +185,22 @@ std::vector<float> pack_weights(const float* w, int64_t rows, int64_t K, int64_t
         const int64_t oc = k / KK, t = k % KK;
         v = w[(oc * rows + r) * KK + (KK - 1 - t)];
       }
-      a[size_t(((r / mr) * K + k) * mr + r % mr)] = v;
+      a[((r / mr) * K + k) * mr + r % mr] = v;
     }
-  return a;
 }
 
 // W^T of one conv group as panels: rows k = (c, kh, kw) (K of them), inner dimension oc (OCg).
-std::vector<float> pack_weights_t(const float* w, int64_t OCg, int64_t K) {
-  const int64_t mr = tile_kernels().mr, kp = round_up(K, mr);
-  std::vector<float> a(size_t(kp * OCg), 0.0f);
+int64_t packed_weights_t_size(int64_t OCg, int64_t K) { return round_up(K, tile_kernels().mr) * OCg; }
+
+void pack_weights_t(const float* w, int64_t OCg, int64_t K, float* a) {
+  const int64_t mr = tile_kernels().mr;
+  std::memset(a, 0, sizeof(float) * size_t(packed_weights_t_size(OCg, K)));
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t oc = 0; oc < OCg; ++oc) a[size_t(((k / mr) * OCg + oc) * mr + k % mr)] = w[oc * K + k];
-  return a;
+    for (int64_t oc = 0; oc < OCg; ++oc) a[((k / mr) * OCg + oc) * mr + k % mr] = w[oc * K + k];
 }
 
 // c (rows_p x Spr, rows_p a multiple of mr) = A (panels, inner K) . B, B's k-th row at x + off[k].
+// (Blocking K so a tile column's input stays in L1 was measured slower on Zen 4: 2-10%.)
 void tile_gemm(int64_t rows_p, int64_t K, const float* a, const float* x, const int64_t* off, int64_t Spr, float* c) {
   const TileKernels& kn = tile_kernels();
   for (int64_t s0 = 0; s0 < Spr; s0 += kn.nr)
@@ -268,11 +271,14 @@ void dy_channel_major(const float* dy, int64_t img_stride, int64_t n0, int64_t N
 }
 
 // The same channels -> dT (OH*Wq, ldd): position-major on the pack grid, so the weight-gradient
-// kernel reads all output channels of a position as vectors. Columns no output owns and channels
-// past `channels` stay 0 (dT starts zeroed and only these entries are ever written); the rows of
-// images past N are cleared. Adds the per-channel sums of dy into sums when given.
+// kernel reads all output channels of a position as vectors (each output row of each image is a
+// channels x OW block transposed in registers). Columns no output owns and channels past
+// `channels` stay 0 (dT starts zeroed and only these entries are ever written); the rows of images
+// past N are cleared. Adds the per-channel sums of dy into sums when given.
 void dy_position_major(const float* dy, int64_t img_stride, int64_t n0, int64_t N, int64_t B, int64_t channels,
                        int64_t OH, int64_t OW, int64_t Wq, int64_t Wiq, int64_t ldd, float* dT, double* sums) {
+  const TileKernels& kn = tile_kernels();
+  const int64_t OHW = OH * OW;
   for (int64_t i = 0; i < B; ++i) {
     if (n0 + i >= N) {  // a partial last pack: clear what the previous pack left there
       for (int64_t oh = 0; oh < OH; ++oh)
@@ -280,17 +286,16 @@ void dy_position_major(const float* dy, int64_t img_stride, int64_t n0, int64_t 
           std::memset(dT + (oh * Wq + i * Wiq + ow) * ldd, 0, sizeof(float) * size_t(channels));
       continue;
     }
+    const float* img = dy + (n0 + i) * img_stride;
+    for (int64_t oh = 0; oh < OH; ++oh)
+      kn.transpose(img + oh * OW, OHW, OW, channels, dT + (oh * Wq + i * Wiq) * ldd, ldd);
+    if (!sums) continue;
     for (int64_t oc = 0; oc < channels; ++oc) {
+      const float* src = img + oc * OHW;
       double s = 0.0;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const float* src = dy + (n0 + i) * img_stride + (oc * OH + oh) * OW;
-        float* dst = dT + (oh * Wq + i * Wiq) * ldd + oc;
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          dst[ow * ldd] = src[ow];
-          s += double(src[ow]);
-        }
-      }
-      if (sums) sums[oc] += s;
+#pragma omp simd reduction(+ : s)
+      for (int64_t q = 0; q < OHW; ++q) s += double(src[q]);
+      sums[oc] += s;
     }
   }
 }
@@ -443,8 +448,9 @@ void forward_impl(const float* x, const float* w, const OutEpi& e, float* y, flo
   const Pack p = forward_pack(a.N, a.C, g);
   const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
   const int64_t packs = (a.N + p.B - 1) / p.B, K = a.Cg * g.KH * g.KW, outp = round_up(a.OCg, kn.mr);
-  std::vector<std::vector<float>> apack(static_cast<size_t>(a.groups));
-  for (int64_t j = 0; j < a.groups; ++j) apack[size_t(j)] = pack_weights(w + j * a.OCg * K, a.OCg, K, 1, false);
+  const int64_t asize = packed_weights_size(a.OCg, K);
+  const ScratchBuf apack = thread_scratch(1, a.groups * asize);
+  for (int64_t j = 0; j < a.groups; ++j) pack_weights(w + j * a.OCg * K, a.OCg, K, 1, false, apack.ptr + j * asize);
   int team = packs > 1 ? threads_for(a.N * a.OC * K * g.OH * g.OW) : 1;
   if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
   const int64_t ysize = a.groups * outp * t.Spr;
@@ -454,7 +460,7 @@ void forward_impl(const float* x, const float* w, const OutEpi& e, float* y, flo
     float* yp = ypad.ptr + worker * ysize;
     pack_images(x, q * p.B, a.N, p, pk);
     for (int64_t j = 0; j < a.groups; ++j)
-      tile_gemm(outp, K, apack[size_t(j)].data(), pk + j * a.Cg * p.U * p.plane, t.off.data(), t.Spr,
+      tile_gemm(outp, K, apack.ptr + j * asize, pk + j * a.Cg * p.U * p.plane, t.off.data(), t.Spr,
                 yp + j * outp * t.Spr);
     unpad_output(yp, t.Spr, p.Wq, p.Wiq, e, y, a.OC * g.OH * g.OW, q * p.B, a.N, p.B, a.OC, g.OH, g.OW,
                  [&](int64_t c) { return (c / a.OCg) * outp + c % a.OCg; });
@@ -500,16 +506,18 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
   const int64_t QH = g.DH * (g.KH - 1) - g.PH, QW = g.DW * (g.KW - 1) - g.PW;
   Pack dp{};
   Taps dt{};
-  std::vector<std::vector<float>> bpack(static_cast<size_t>(groups));
+  const int64_t bsize = !dx ? 0 : flipped ? packed_weights_size(a.Cg, a.OCg * KK) : packed_weights_t_size(a.OCg, K);
+  const ScratchBuf bpack = thread_scratch(5, groups * bsize);
   const int64_t crows = round_up(a.Cg, kn.mr), krows = round_up(K, kn.mr);
   if (dx && flipped) {
     // dy's pack: B images of (OH, OW) padded by (QH, QW): its grid matches the forward's images
     // (width OW + 2QW = W + 2PW) so image i of dy lines up with image i of x.
     dp = make_pack(OC, g.OH, g.OW, g.KH, g.KW, 1, 1, QH, QW, g.DH, g.DW, g.H, p.B);
     dt = make_taps(dp, a.OCg, g.KH, g.KW, g.DH, g.DW, g.H, g.W);
-    for (int64_t j = 0; j < groups; ++j) bpack[size_t(j)] = pack_weights(w + j * a.OCg * K, a.Cg, a.OCg * KK, KK, true);
+    for (int64_t j = 0; j < groups; ++j)
+      pack_weights(w + j * a.OCg * K, a.Cg, a.OCg * KK, KK, true, bpack.ptr + j * bsize);
   } else if (dx) {
-    for (int64_t j = 0; j < groups; ++j) bpack[size_t(j)] = pack_weights_t(w + j * a.OCg * K, a.OCg, K);
+    for (int64_t j = 0; j < groups; ++j) pack_weights_t(w + j * a.OCg * K, a.OCg, K, bpack.ptr + j * bsize);
   }
   std::vector<int64_t> dq_off(static_cast<size_t>(a.OCg));
   for (int64_t oc = 0; oc < a.OCg; ++oc) dq_off[size_t(oc)] = oc * t.Spr;
@@ -519,16 +527,21 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
   // added in part order: the same bits for a given thread count.
   const bool grads = dw || db;
   // Few output channels take the narrow outer product (16 columns instead of 32 with AVX-512).
-  const bool narrow = a.OCg <= kn.ndc;
-  const OuterFn outer = narrow ? kn.outer_narrow : kn.outer;
-  const int64_t DR = narrow ? kn.ndr : kn.dr, DC = narrow ? kn.ndc : kn.dc;
+  const bool tiny = a.OCg <= kn.tdc, narrow = a.OCg <= kn.ndc;
+  const OuterFn outer = tiny ? kn.outer_tiny : narrow ? kn.outer_narrow : kn.outer;
+  const int64_t DR = tiny ? kn.tdr : narrow ? kn.ndr : kn.dr, DC = tiny ? kn.tdc : narrow ? kn.ndc : kn.dc;
   const int64_t OCr = round_up(a.OCg, DC), Kr = round_up(K, DR), L = t.S;
   const int team = packs > 1 ? threads_for(N * OC * K * OHW) : 1;
   const int parts = int(std::min<int64_t>(packs, team));
   const int64_t per = (packs + parts - 1) / parts;
   const size_t part_size = size_t(OC * K + OC);
-  std::vector<double> part(grads ? size_t(parts) * part_size : 0, 0.0);
-  std::vector<float> zeros(grads ? size_t(L) : 0, 0.0f);
+  // (doubles in a float scratch buffer: its storage is aligned for them)
+  const ScratchBuf partbuf = thread_scratch(6, grads ? 2 * int64_t(parts * part_size) : 0);
+  double* part = reinterpret_cast<double*>(partbuf.ptr);
+  if (grads) std::memset(part, 0, sizeof(double) * size_t(parts) * part_size);
+  const ScratchBuf zerobuf = thread_scratch(7, grads ? L : 0);
+  const float* zeros = zerobuf.ptr;
+  if (grads) std::memset(zerobuf.ptr, 0, sizeof(float) * size_t(L));
   // Per-worker scratch. dypack / dq / gcol are fully written before they are read; dT's unowned
   // entries must stay 0, so it starts zeroed.
   const int64_t dysize = dx && flipped ? dp.img : 0;
@@ -548,14 +561,14 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
     float* dTw = dTall.ptr + worker * dtsize;
     float tile[kMaxTile];
     const float* rows[kMaxRows];
-    double* acc = grads ? part.data() + size_t(part_i) * part_size : nullptr;
+    double* acc = grads ? part + size_t(part_i) * part_size : nullptr;
     for (int64_t q = part_i * per; q < std::min(packs, (part_i + 1) * per); ++q) {
       const int64_t n0 = q * p.B;
       const float* pk = saved + q * p.img;
       if (dx && flipped) {
         pack_images(dy, n0, N, dp, dyp);
         for (int64_t j = 0; j < groups; ++j)
-          tile_gemm(crows, a.OCg * KK, bpack[size_t(j)].data(), dyp + j * a.OCg * dp.plane, dt.off.data(), dt.Spr,
+          tile_gemm(crows, a.OCg * KK, bpack.ptr + j * bsize, dyp + j * a.OCg * dp.plane, dt.off.data(), dt.Spr,
                     gb + j * crows * dt.Spr);
         unpad_output(gb, dt.Spr, dp.Wq, dp.Wiq, OutEpi{nullptr, nullptr, Act::kIdentity, 0.0f}, dx, C * g.H * g.W, n0,
                      N, p.B, C, g.H, g.W, [&](int64_t c) { return (c / a.Cg) * crows + c % a.Cg; });
@@ -563,7 +576,7 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
         std::memset(xg, 0, sizeof(float) * size_t(p.img));
         for (int64_t j = 0; j < groups; ++j) {
           dy_channel_major(dy + j * a.OCg * OHW, OC * OHW, n0, N, p.B, a.OCg, g.OH, g.OW, p.Wq, p.Wiq, t.Spr, dq);
-          tile_gemm(krows, a.OCg, bpack[size_t(j)].data(), dq, dq_off.data(), t.Spr, gb);
+          tile_gemm(krows, a.OCg, bpack.ptr + j * bsize, dq, dq_off.data(), t.Spr, gb);
           float* xgj = xg + j * cg_size;
           for (int64_t k = 0; k < K; ++k) {
             float* d = xgj + t.off[size_t(k)];
@@ -582,7 +595,7 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
         if (!dw) continue;
         const float* xj = pk + j * cg_size;
         for (int64_t k0 = 0; k0 < Kr; k0 += DR) {
-          for (int64_t i = 0; i < DR; ++i) rows[i] = k0 + i < K ? xj + t.off[size_t(k0 + i)] : zeros.data();
+          for (int64_t i = 0; i < DR; ++i) rows[i] = k0 + i < K ? xj + t.off[size_t(k0 + i)] : zeros;
           for (int64_t oc0 = 0; oc0 < OCr; oc0 += DC) {
             outer(L, rows, dT + oc0, OCr, tile);
             // float per-pack partials (L terms each) summed in double across packs

@@ -109,18 +109,21 @@ const TileKernels& tile_kernels() {
     switch (cpu_isa()) {
       case CpuIsa::kAvx512:
         return TileKernels{"avx512", 8, 32, 12, 32, avx512::tile<8, 2, false>, avx512::tile<8, 2, true>,
-                           avx512::outer<12, 2>, 24, 16, avx512::outer<24, 1>, 64, avx512::taps<4>, avx2::transpose,
+                           avx512::outer<12, 2>, 24, 16, avx512::outer<24, 1>, 12, 8, avx2::outer<12, 1>, 64,
+                           avx512::taps<4>, avx2::transpose,
                            avx512::fma_probe<16>, 16, 16};
       case CpuIsa::kAvx2:
         return TileKernels{"avx2", 6, 16, 6, 16, avx2::tile<6, 2, false>, avx2::tile<6, 2, true>,
-                           avx2::outer<6, 2>, 6, 16, avx2::outer<6, 2>, 32, avx2::taps<4>, avx2::transpose,
+                           avx2::outer<6, 2>, 6, 16, avx2::outer<6, 2>, 12, 8, avx2::outer<12, 1>, 32, avx2::taps<4>,
+                           avx2::transpose,
                            avx2::fma_probe<12>, 12, 8};
       case CpuIsa::kPortable:
         break;
     }
 #endif
     return TileKernels{"portable", 6, 16, 6, 16, portable::tile<6, 2, false>, portable::tile<6, 2, true>,
-                       portable::outer<6, 2>, 6, 16, portable::outer<6, 2>, 32, portable::taps<4>,
+                       portable::outer<6, 2>, 6, 16, portable::outer<6, 2>, 6, 16, portable::outer<6, 2>, 32,
+                       portable::taps<4>,
                        portable::transpose, portable::fma_probe<12>, 12, 8};
   }();
   // clang-format on

@@ -29,6 +29,9 @@ struct TileKernels {
   // weight gradient with 16 channels does not compute 32.
   int64_t ndr, ndc;
   OuterFn outer_narrow;
+  // And narrower still for <= tdc channels (e.g. the 6 of LeNet's first convolution).
+  int64_t tdr, tdc;
+  OuterFn outer_tiny;
   int64_t tw;  // taps: floats per run
   TapsFn taps;
   TransposeFn transpose;
