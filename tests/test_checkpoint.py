@@ -42,13 +42,19 @@ def _assert_same(a, b, where="checkpoint"):
         assert a == b and type(a) is type(b), (where, a, b)
 
 
+def _rng(t):
+    """The trainer's own random streams (shuffling, dropout), as a checkpoint stores them."""
+    with frandom.use_stream(t.rng):
+        return frandom.get_rng_state()
+
+
 def _snapshot(t):
     """Everything a load may touch: model, optimizer, scheduler, callbacks, RNG, epoch, history."""
     return {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in t.optimizer.param_groups],
             "scheduler": None if t.scheduler is None else copy.deepcopy(t.scheduler.state_dict()),
             "callbacks": [copy.deepcopy(cb.state_dict()) for cb in t.callbacks],
-            "rng": frandom.get_rng_state(), "epoch": t.epoch,
+            "rng": _rng(t), "epoch": t.epoch,
             "history": copy.deepcopy(t.history.history), "history_epochs": list(t.history.epoch)}
 
 
@@ -79,7 +85,7 @@ def test_resume_from_a_mid_run_checkpoint_is_bit_for_bit(tmp_path, sched, checkp
     (tmp_path / "resumed").mkdir()
     full = _run(tmp_path / "full", sched, 0, checkpoint_first)
     h_full = full.fit(x, y, seed=7, **kw)
-    rng_full = frandom.get_rng_state()
+    rng_full = _rng(full)
     lrs = h_full.history["lr"]
     assert len(set(lrs[:4])) > 1 and len(set(lrs[4:])) > 1  # the schedule moves before and after the cut
 
@@ -97,7 +103,7 @@ def test_resume_from_a_mid_run_checkpoint_is_bit_for_bit(tmp_path, sched, checkp
     _assert_same(resumed.scheduler.state_dict(), full.scheduler.state_dict(), "scheduler")
     for a, b in zip(resumed.callbacks, full.callbacks):
         _assert_same(a.state_dict(), b.state_dict(), type(a).__name__)
-    _assert_same(frandom.get_rng_state(), rng_full, "rng")
+    _assert_same(_rng(resumed), rng_full, "rng")
     # the checkpoints the resumed run wrote equal the uninterrupted run's
     for e in (5, 6):
         _assert_same(checkpoint.read(tmp_path / "resumed" / f"ck-{e}.npz"),

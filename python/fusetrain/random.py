@@ -1,13 +1,20 @@
-"""Global random state: one seed drives weight init, shuffling and dropout masks.
+"""Random state: one seed drives weight init, shuffling and dropout masks.
 
-``manual_seed(s)`` resets all of them, so the same code after the same seed gives the same
+``manual_seed(s)`` resets the global streams, so the same code after the same seed gives the same
 numbers. Dropout masks are Philox4x32-10 streams keyed by the seed; each call takes the next
 ``offset`` (in elements, aligned to 4), which is what makes a mask reproducible on CPU and GPU.
+
+A ``Stream`` is an independent set of these streams. Inside ``with use_stream(s):`` the current
+thread draws from ``s`` instead of the global state (other threads are not affected): each
+``Trainer`` trains inside its own stream, so two fits in two threads do not take numbers from
+each other, and a fit's shuffling and dropout are a function of its own seed alone.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -22,50 +29,89 @@ class _State:
 
 
 _state = _State(int.from_bytes(os.urandom(8), "little"))
+_local = threading.local()
+
+
+class Stream:
+    """An independent set of random streams (shuffling and initialization generator, dropout's
+    Philox seed and offset), used through ``use_stream``."""
+
+    def __init__(self, seed: int):
+        self._state = _State(_check_seed(seed))
+
+
+def _check_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
+def _current() -> _State:
+    stream = getattr(_local, "stream", None)
+    return _state if stream is None else stream._state
+
+
+@contextlib.contextmanager
+def use_stream(stream: Stream):
+    """Within the block, this thread's random draws (and get/set_rng_state) use ``stream``."""
+    if not isinstance(stream, Stream):
+        raise TypeError(f"stream must be a fusetrain.random.Stream, got {type(stream).__name__}")
+    previous = getattr(_local, "stream", None)
+    _local.stream = stream
+    try:
+        yield stream
+    finally:
+        _local.stream = previous
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every random stream of fusetrain (init, shuffling, dropout)."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    """Seed the global random streams of fusetrain (init, shuffling, dropout); a thread inside
+    ``use_stream`` (a Trainer's fit) keeps its own stream."""
     global _state
-    _state = _State(int(seed))
+    _state = _State(_check_seed(seed))
 
 
 def initial_seed() -> int:
-    return _state.seed
+    return _current().seed
 
 
 def default_generator() -> np.random.Generator:
     """The NumPy generator used for initialization and shuffling."""
-    return _state.generator
+    return _current().generator
 
 
 def next_philox(n: int) -> tuple[int, int]:
     """Reserve ``n`` dropout draws: returns (seed, offset) and advances the offset."""
-    offset = _state.philox_offset
-    _state.philox_offset += (int(n) + 3) // 4 * 4
-    return _state.seed, offset
+    state = _current()
+    offset = state.philox_offset
+    state.philox_offset += (int(n) + 3) // 4 * 4
+    return state.seed, offset
 
 
 def get_rng_state() -> dict:
-    """A pickle-free snapshot (strings and ints) of every stream, for checkpoints."""
+    """A pickle-free snapshot (strings and ints) of the current streams, for checkpoints."""
+    state = _current()
     return {
-        "seed": str(_state.seed),
-        "philox_offset": str(_state.philox_offset),
-        "generator": json.dumps(_state.generator.bit_generator.state),
+        "seed": str(state.seed),
+        "philox_offset": str(state.philox_offset),
+        "generator": json.dumps(state.generator.bit_generator.state),
     }
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore a get_rng_state snapshot into the current streams."""
+    global _state
     try:
         seed = int(str(state["seed"]))
         offset = int(str(state["philox_offset"]))
         gen_state = json.loads(str(state["generator"]))
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"invalid RNG state: {exc}") from exc
-    global _state
     new = _State(seed)
     new.philox_offset = offset
     new.generator.bit_generator.state = gen_state
-    _state = new
+    stream = getattr(_local, "stream", None)
+    if stream is None:
+        _state = new
+    else:
+        stream._state = new

@@ -91,23 +91,46 @@ def recompute_batchnorm(model, x, batch_size=256):
     them, then one pass over ``x`` in training mode with a cumulative average (momentum=None),
     as ``torch.optim.swa_utils.update_bn`` does. The model's mode and momenta are restored.
     No parameter changes. A last batch of one sample is left out, as in ``Trainer.fit``.
+
+    Samples holding NaN or infinity are left out (training skips them too, with
+    ``nonfinite="skip"``), and so is any batch whose statistics come out non-finite; if no batch
+    is left, FloatingPointError is raised with the statistics as they were before the call.
     Returns the number of BatchNorm layers updated."""
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    n = len(x)
-    if not bns or n == 0:
+    if not bns or len(x) == 0:
         return 0
-    if n == 1:
-        raise ValueError("recompute_batchnorm needs at least 2 samples (one sample has no batch variance)")
+    xp = backend.array_module(x)
+    finite = xp.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if not bool(finite.all()):
+        x = x[finite]
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"recompute_batchnorm needs at least 2 samples of finite values (one sample has no batch "
+                         f"variance), got {n}")
     n = batchnorm_usable(n, batch_size)  # as Trainer.fit: no one-sample last batch
+    bufs = [b for m in bns for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
+    before = [b.copy() for b in bufs]
     was_training = model.training
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
     model.train()
+    used = 0
     try:
         for i in range(0, n, batch_size):
+            kept = [b.copy() for b in bufs]
             model(x[i:min(n, i + batch_size)])
+            if all(bool(xp.isfinite(b).all()) for b in bufs):
+                used += 1
+            else:  # this batch's statistics overflowed: leave it out of the average
+                for b, k in zip(bufs, kept):
+                    b[...] = k
+        if used == 0:
+            for b, k in zip(bufs, before):
+                b[...] = k
+            raise FloatingPointError("recompute_batchnorm: every batch gave non-finite batchnorm statistics; the "
+                                     "running statistics were left as they were")
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom

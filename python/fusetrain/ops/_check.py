@@ -80,13 +80,15 @@ def same_device(**arrays) -> None:
         raise ValueError(f"all arrays must be on the same device; got {where}")
 
 
-def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """A finite real within [lo, hi] (or open ends); bools are refused."""
+def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False, finite=True) -> float:
+    """A real within [lo, hi] (or open ends), finite unless finite=False; bools are refused."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
     v = float(v)
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
+    if finite and math.isinf(v):
+        raise ValueError(f"{name} must be finite, got {v}")
     if lo is not None and (v < lo or (lo_open and v == lo)):
         bound = f"> {lo}" if lo_open else f">= {lo}"
         raise ValueError(f"{name} must be {bound}, got {v}")

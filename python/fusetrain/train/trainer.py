@@ -9,10 +9,12 @@ import numpy as np
 from .. import backend, nn
 from .. import random as frandom
 from ..callbacks import Callback, ModelCheckpoint
+from ..ops import _check
 from ..optim import Optimizer
 from ..nn.normalization import _BatchNorm, batchnorm_usable
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from . import checkpoint as _ckpt
+from . import inputs as _in
 from .history import History
 from .progress import Progress
 
@@ -45,18 +47,15 @@ class Trainer:
     a ReduceLROnPlateau gets ``logs[scheduler_monitor]`` (default ``"val_loss"``, or
     ``"loss"`` when there is no validation data).
 
-    ``nonfinite``: what to do when a batch's loss or global gradient norm is NaN/inf.
-    ``"raise"`` stops with FloatingPointError naming the epoch and batch; ``"skip"`` drops that
-    update (the history's ``"skipped_steps"`` counts them per epoch). Either way the check runs
-    before the optimizer step, so weights and optimizer state are never touched by the bad
-    batch, and batchnorm running statistics are rolled back to their values before it.
-
-    ``metadata``: a dict (JSON-like values) stored in every checkpoint, e.g. the run's settings;
-    ``load_checkpoint`` restores it.
-
-    Inputs: floating arrays are converted to the model's dtype (float32), e.g. float64 data is
-    cast once at the start of ``fit``; integer inputs are refused (scale them first, e.g.
-    ``fusetrain.data.scale``). Labels for cross-entropy are integers in [0, classes).
+    ``nonfinite``: what to do when a batch's loss, global gradient norm or batchnorm running
+    statistics are NaN/inf. ``"raise"`` stops with FloatingPointError naming the epoch and batch;
+    ``"skip"`` drops that update (the history's ``"skipped_steps"`` counts them per epoch), and an
+    epoch whose every batch is skipped raises (the run has diverged). Either way the check runs
+    before the optimizer step: weights, optimizer state and batchnorm statistics are as before.
+    ``metadata``: a dict (JSON-like values) stored in every checkpoint; ``load_checkpoint``
+    restores it. Inputs: floating arrays in the model's dtype (float64 data is cast once); integer
+    inputs are refused (scale them first, e.g. ``fusetrain.data.scale``). Labels for cross-entropy
+    are integers in [0, classes), all checked before the first step.
     """
 
     def __init__(self, model, optimizer, loss="cross_entropy", metrics=("accuracy",), max_grad_norm=None,
@@ -88,7 +87,7 @@ class Trainer:
             else:
                 raise TypeError(f"metrics must be names or callables, got {type(m).__name__}")
         if max_grad_norm is not None:
-            optimizer.max_grad_norm = _positive_float(max_grad_norm, "max_grad_norm")
+            optimizer.max_grad_norm = _check.number(max_grad_norm, "max_grad_norm", lo=0.0, lo_open=True)
         self.max_grad_norm = optimizer.max_grad_norm
         if scheduler is not None and getattr(scheduler, "optimizer", None) is not optimizer:
             raise ValueError("the scheduler must be built on the Trainer's optimizer")
@@ -116,7 +115,15 @@ class Trainer:
         self.train_inputs = None
         self.batch_size = None
         self._resume_epoch = None
-        self._buffers = {}
+        self._gather = _in.Gather()
+        # The trainer's own random streams (shuffling, dropout), derived from the global state
+        # (fusetrain.manual_seed) now, so fits in other threads never draw from them.
+        self._stream = frandom.Stream(int(frandom.default_generator().integers(1 << 63)))
+
+    @property
+    def rng(self):
+        """The trainer's random streams (fusetrain.random.Stream): fits draw from them, checkpoints store them."""
+        return self._stream
 
     # ------------------------------------------------------------------ data handling
     def _dtype(self):
@@ -124,44 +131,19 @@ class Trainer:
         return np.dtype(p.dtype) if p is not None else np.dtype(np.float32)
 
     def _inputs(self, x, name="x"):
-        xp = backend.array_module(x) if backend.is_cuda_array(x) else np
-        if not hasattr(x, "dtype"):
-            x = np.asarray(x)
-        if x.dtype.kind != "f":
-            raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}; scale integer data first "
-                            "(e.g. fusetrain.data.scale(x) or x.astype('float32') / 255)")
-        if x.ndim < 1 or len(x) == 0:
-            raise ValueError(f"{name} must hold at least one sample, got shape {tuple(x.shape)}")
-        dtype = self._dtype()
-        if self.device == "cuda":
-            xp = backend.cupy_module()
-        x = xp.ascontiguousarray(x, dtype=dtype)
-        return xp.asarray(x) if self.device == "cuda" else x
+        return _in.as_inputs(x, self._dtype(), self.device, name)
 
     def _targets(self, y, n, name="y"):
-        if not hasattr(y, "dtype"):
-            y = np.asarray(y)
-        if len(y) != n:
-            raise ValueError(f"{name} must have one entry per sample of x ({n}), got {len(y)}")
-        if isinstance(self.loss_fn, nn.CrossEntropyLoss):
-            if y.dtype.kind not in "iu":
-                raise TypeError(f"{name} must hold integer class labels for cross-entropy, got dtype {y.dtype}")
-            y = y.astype(np.int64, copy=False)
-        elif y.dtype.kind == "f":
-            y = y.astype(self._dtype(), copy=False)
-        if self.device == "cuda":
-            return backend.cupy_module().asarray(y)
-        return np.ascontiguousarray(y)
+        return _in.as_targets(y, n, isinstance(self.loss_fn, nn.CrossEntropyLoss), self._dtype(), self.device, name)
 
-    def _gather(self, a, idx, key):
-        """a[idx] into a buffer reused across batches of the same size (no per-step allocation)."""
-        if self.device == "cuda":
-            return a[idx]
-        shape = (len(idx),) + a.shape[1:]
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != a.dtype:
-            buf = self._buffers[key] = np.empty(shape, dtype=a.dtype)
-        return np.take(a, idx, axis=0, out=buf)
+    def _classes(self, x):
+        """The model's outputs per sample (an eval forward of one sample)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return int(self.model(x[:1]).shape[-1])
+        finally:
+            self.model.train(was_training)
 
     # ------------------------------------------------------------------ one step
     def _bn_buffers(self):
@@ -174,7 +156,9 @@ class Trainer:
         loss = self.loss_fn(out, yb)
         self.model.backward(self.loss_fn.backward())
         norm = self.optimizer.grad_norm()
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        # A finite loss can still leave an overflowed running variance: that counts as non-finite.
+        stats_ok = all(bool(backend.array_module(b).isfinite(b).all()) for b in bn_bufs)
+        if not (math.isfinite(loss) and math.isfinite(norm) and stats_ok):
             self.optimizer.zero_grad()
             for src, dst in zip(bn_saved, bn_bufs):
                 dst[...] = src
@@ -191,8 +175,12 @@ class Trainer:
         the checkpoint's epoch, so ``load_checkpoint(p)`` + ``fit(..., epochs=N)`` finishes the
         run exactly as the uninterrupted one would have (the history continues too).
 
-        ``seed``: when given, ``fusetrain.manual_seed(seed)`` is called first, so shuffling and
-        dropout masks are reproducible (ignored when resuming: the checkpoint's RNG state wins).
+        ``seed``: when given, the trainer's random streams (shuffling, dropout masks) restart
+        from it, so the fit is reproducible (ignored when resuming: the checkpoint's RNG state
+        wins). Without it they go on from where the last fit left them; a new Trainer's streams
+        are drawn from the global state, so ``fusetrain.manual_seed`` before building the model
+        and the Trainer makes the whole run reproducible. A fit in another thread never draws
+        from this trainer's streams (fusetrain.random.use_stream).
         ``verbose``: 0 is silent, 1 shows a progress bar per epoch (on a terminal; a widget in
         notebooks; one line per epoch in logs and pipes), 2 one line per epoch (see
         ``fusetrain.train.Progress``). Returns ``self.history``.
@@ -220,7 +208,16 @@ class Trainer:
         if not resuming:
             self.history = History()
             if seed is not None:
-                frandom.manual_seed(seed)
+                self._stream = frandom.Stream(seed)
+        if isinstance(self.loss_fn, nn.CrossEntropyLoss):  # every label checked before any step
+            classes = self._classes(x)
+            _in.check_labels(y, classes, "y")
+            if val is not None:
+                _in.check_labels(val[1], classes, "validation_data[1]")
+        with frandom.use_stream(self._stream):
+            return self._fit(x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks)
+
+    def _fit(self, x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks):
         cbs = self.callbacks if callbacks is None else self.callbacks + list(callbacks)
         # Checkpoints last: a file written at an epoch's end must hold every other callback's
         # update of that epoch (an EMA/SWA average, EarlyStopping's counters), whatever the order given.
@@ -264,7 +261,8 @@ class Trainer:
                         cb.on_train_batch_begin(b, {"batch": b, "size": hi - lo})
                     out, loss, norm, ok = self._train_step(xb, yb, bn_bufs, bn_saved)
                     if not ok:
-                        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+                        what = (f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+                                if not math.isfinite(norm) else "batchnorm running statistics")
                         if self.nonfinite == "raise":
                             raise FloatingPointError(
                                 f"non-finite {what} at epoch {epoch + 1}, batch {b + 1}/{nb}; the update was not "
@@ -284,6 +282,10 @@ class Trainer:
                         cb.on_train_batch_end(b, {"batch": b, "size": hi - lo, "loss": loss, "skipped": not ok})
                     if self.stop_training or getattr(self.model, "stop_training", False):
                         break
+                if skipped and not seen:
+                    raise FloatingPointError(
+                        f"every batch of epoch {epoch + 1} was non-finite and skipped: the model has diverged "
+                        "(weights or batchnorm statistics overflowed); lower the learning rate or clip gradients")
                 logs = {"loss": loss_sum / seen if seen else math.nan}
                 for name, _, _ in self.metrics:
                     logs[name] = sums[name] / seen if seen else math.nan
@@ -373,10 +375,11 @@ class Trainer:
         restore_best_weights, the file holds the averaged or best weights the model has then (the
         model to evaluate), and a resumed fit trains on from those. To resume exactly where
         training was, use the checkpoints ModelCheckpoint writes at the end of each epoch."""
-        _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
-                              epoch=self.epoch, history=self.history,
-                              extra={"metadata": self.metadata,
-                                     "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
+        with frandom.use_stream(self._stream):  # the trainer's RNG streams go into the file
+            _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
+                                  epoch=self.epoch, history=self.history,
+                                  extra={"metadata": self.metadata,
+                                         "trainer": {"nonfinite": self.nonfinite, "loss": self.loss_name}})
 
     def save_weights(self, path) -> None:
         """Write only the model's parameters and buffers (a checkpoint ``load_weights`` reads)."""
@@ -386,17 +389,12 @@ class Trainer:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
         corrupt or mismatched file raises CheckpointError and changes nothing). The next ``fit``
         continues from its epoch. Returns that epoch."""
-        info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
-                                     check_extra=lambda extra: dict((extra or {}).get("metadata") or {}))
+        with frandom.use_stream(self._stream):  # the file's RNG streams become the trainer's
+            info = _ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
+                                         check_extra=lambda extra: dict((extra or {}).get("metadata") or {}))
         self.metadata = dict((info.get("extra") or {}).get("metadata") or {})
         self.epoch = info["epoch"]
         self.history = History(info["history"], info["history_epochs"])
         self._resume_epoch = self.epoch
         return self.epoch
 
-
-def _positive_float(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0 \
-            or not math.isfinite(v):
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    return float(v)
