@@ -11,9 +11,9 @@
 
 namespace fusetrain {
 
-double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
-                    int64_t K, double grad_scale) {
-  check(N >= 0 && K >= 1, "softmax_xent needs N >= 0 and K >= 1");
+double softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits, int64_t N, int64_t K,
+                             double grad_scale) {
+  check_softmax_cross_entropy_sizes(N, K);
   for (int64_t r = 0; r < N; ++r)
     check(labels[r] >= 0 && labels[r] < K, "label " + std::to_string(labels[r]) + " of row " + std::to_string(r) +
                                                " is outside [0, " + std::to_string(K) + ")");

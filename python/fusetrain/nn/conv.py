@@ -1,5 +1,6 @@
-"""Conv1d and Conv2d with PyTorch's arguments, weight shapes, init and state_dict keys, running
-im2col + one BLAS GEMM per group (fusetrain.ops.conv2d_forward) with reused buffers."""
+"""Conv1d and Conv2d with PyTorch's arguments, weight shapes, init and state_dict keys, on
+fusetrain.ops.conv2d_forward / conv1d_forward (the CPU's direct convolution; im2col + cuBLAS on
+CuPy arrays) with reused buffers, and a compile rule for the eval-mode inference path."""
 from __future__ import annotations
 
 import math
@@ -8,19 +9,13 @@ import numpy as np
 
 from .. import ops
 from ..ops import prepared
-from ..ops.conv import window_out_size
+from ..ops import _check
+from ..ops.window import window_out_size
 from . import inference
 from . import init as _init
 from .linear import check_dtype
 from .module import Module
 from .parameter import Parameter
-
-
-def _tuple(v, n, name, lo):
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-    if len(vals) != n or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < lo for a in vals):
-        raise ValueError(f"{name} must be an int >= {lo} or a sequence of {n} such ints, got {v!r}")
-    return tuple(int(a) for a in vals)
 
 
 class _ConvNd(Module):
@@ -32,18 +27,17 @@ class _ConvNd(Module):
         super().__init__()
         n = self._dims
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} {arg} must be a positive int, got {v!r}")
+        in_channels, out_channels, groups = (_check.integer(v, f"{name} {arg}", lo=1) for arg, v in (
+            ("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)))
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
                              f"divisible by groups ({groups})")
         if padding_mode != "zeros":
             raise NotImplementedError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = _tuple(kernel_size, n, "kernel_size", 1)
-        self.stride = _tuple(stride, n, "stride", 1)
-        self.dilation = _tuple(dilation, n, "dilation", 1)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _check.ints(kernel_size, n, "kernel_size", 1)
+        self.stride = _check.ints(stride, n, "stride", 1)
+        self.dilation = _check.ints(dilation, n, "dilation", 1)
         if isinstance(padding, str):
             if padding == "valid":
                 padding = 0
@@ -57,7 +51,7 @@ class _ConvNd(Module):
                 padding = tuple(s // 2 for s in span)
             else:
                 raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
-        self.padding = _tuple(padding, n, "padding", 0)
+        self.padding = _check.ints(padding, n, "padding", 0)
         self.padding_mode = padding_mode
         # Set False on a network's first layer: backward then skips the (unused) input gradient
         # and returns None.

@@ -7,7 +7,9 @@ import numpy as np
 from .. import backend, ops
 from ..ops import prepared
 from . import inference
-from ..ops.conv import _ints, _nonempty_planes, window_out_size
+from ..ops._check import ints
+from ..ops.pooling import nonempty_planes
+from ..ops.window import window_out_size
 from .module import Module
 
 
@@ -17,7 +19,7 @@ def _check_input(layer, x, dims, channels=True):
     if x.ndim != dims + 2:
         raise ValueError(f"{layer!r}: expected a {dims + 2}-D input {'(N, C, L)' if dims == 1 else '(N, C, H, W)'}, "
                          f"got shape {tuple(x.shape)}")
-    _nonempty_planes(x.shape, dims, repr(layer), channels)
+    nonempty_planes(x.shape, dims, repr(layer), channels)
 
 
 def _geometry(name, dims, **args):
@@ -25,7 +27,7 @@ def _geometry(name, dims, **args):
     its least value; raises naming the layer and the argument."""
     lows = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
     try:
-        return {arg: _ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
+        return {arg: ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 

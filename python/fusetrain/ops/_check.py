@@ -98,6 +98,28 @@ def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False, fini
     return v
 
 
+def integer(v, name: str, *, lo=None) -> int:
+    """An int (numpy integers too; bools refused) >= lo, as a Python int: TypeError for anything
+    else, ValueError for a value below lo."""
+    kind = {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be {kind}, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} must be {kind}, got {v!r}")
+    return int(v)
+
+
+def ints(v, n: int, name: str, lo: int) -> tuple:
+    """An int or a sequence of n ints, each >= lo, as a tuple of n Python ints (a window's kernel size,
+    stride, padding, dilation): TypeError for anything else, ValueError for a value below lo."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(vals) != n or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in vals):
+        raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {v!r}")
+    if any(a < lo for a in vals):
+        raise ValueError(f"{name} must be >= {lo}, got {v!r}")
+    return tuple(int(a) for a in vals)
+
+
 def probability(p, name: str = "p") -> float:
     """Dropout probability: 0 <= p < 1."""
     return number(p, name, lo=0.0, hi=1.0, hi_open=True)

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+from ._dispatch import empty, kernel, use_numpy
 
 REDUCTIONS = ("mean", "sum")
 
@@ -45,8 +45,6 @@ def softmax_cross_entropy(logits, labels, *, reduction="mean", compute_grad=True
         total, g = ref.softmax_cross_entropy(logits, labels, reduction="sum")
         if grad_input is not None:
             grad_input[...] = g * logits.dtype.type(scale)
-    elif on_cuda(logits):
-        total = cuda().softmax_xent(ptr(logits), ptr(labels), ptr(grad_input), N, K, scale, stream())
     else:
-        total = core().softmax_xent(logits, labels, grad_input, N, K, scale)
+        total = kernel("softmax_cross_entropy", logits)(logits, labels, grad_input, N, K, scale)
     return float(total) * scale, grad_input
