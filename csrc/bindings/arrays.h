@@ -11,6 +11,8 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "fusetrain/common.h"
 
@@ -35,6 +37,16 @@ inline void check_aligned(const char* name, std::uintptr_t address, size_t items
                      ")");
 }
 
+// Whether an optional array argument was left out (None); a required one may not be.
+inline bool absent(const py::object& obj, const char* name, bool allow_none) {
+  if (obj.is_none() && !allow_none) refuse(name, " must be an array, got None");
+  return obj.is_none();
+}
+
+// The kernel `name` -- its CPU overload, and its GPU one, which takes a trailing stream -- as one
+// callable, so a binding written once calls whichever the device policy's run() selects.
+#define FT_KERNEL(name) [](auto... args) { return fusetrain::name(args...); }
+
 // numpy arrays; kernels run on fusetrain's thread pool with the GIL released.
 class Host {
  public:
@@ -42,10 +54,7 @@ class Host {
 
   template <class T>
   T* array(const py::object& obj, const char* name, int64_t expect, bool writable, bool allow_none) {
-    if (obj.is_none()) {
-      if (allow_none) return nullptr;
-      refuse(name, " must be an array, got None");
-    }
+    if (absent(obj, name, allow_none)) return nullptr;
     if (!py::isinstance<py::array>(obj)) refuse(name, " must be a numpy array");
     auto a = py::reinterpret_borrow<py::array>(obj);
     if (!a.dtype().equal(py::dtype::of<T>()))
@@ -63,35 +72,53 @@ class Host {
     return int64_t(py::reinterpret_borrow<py::array>(obj).size());
   }
 
-  // kernel() with the GIL released.
-  template <class Kernel>
-  auto launch(Kernel&& kernel) {
+  // kernel(args...) with the GIL released. The arguments come as a tuple built from a braced list,
+  // so the arrays are read (and refused) in the order they are written.
+  template <class Kernel, class... A>
+  auto run(Kernel&& kernel, std::tuple<A...> args) {
     py::gil_scoped_release nogil;
-    return kernel();
+    return std::apply(kernel, args);
   }
 };
 
 // The array arguments of a binding, read through the device policy `d`: `in` read-only, `out`
-// written, `*_opt` may be None (a null pointer). The expected size is an element count or the
-// dimensions whose product it is (checked against overflow).
-template <class T, class Dev>
-const T* in(Dev& d, const py::object& obj, const char* name, int64_t size) {
-  return d.template array<T>(obj, name, size, false, false);
+// written, `*_opt` may be None (a null pointer). The expected size is an element count (-1: any)
+// or the dimensions whose product it is (checked against overflow).
+class Size {
+ public:
+  Size(int64_t count) : count_(count) {}                   // NOLINT: implicit by design, as the dims below
+  Size(std::initializer_list<int64_t> dims) : count_(1) {  // NOLINT
+    fusetrain::check(dims.size() <= sizeof(dims_) / sizeof(dims_[0]), "too many dimensions");
+    for (int64_t d : dims) dims_[nd_++] = d;
+  }
+  // The count, the dimensions multiplied without overflow (an error names the array).
+  int64_t of(const char* name) const {
+    int64_t n = count_;
+    for (int i = 0; i < nd_; ++i) n = fusetrain::checked_mul(n, dims_[i], name);
+    return n;
+  }
+
+ private:
+  int64_t count_;
+  int64_t dims_[6] = {};
+  int nd_ = 0;
+};
+
+template <class T = float, class Dev>
+const T* in(Dev& d, const py::object& obj, const char* name, Size size) {
+  return d.template array<T>(obj, name, size.of(name), false, false);
 }
-template <class T, class Dev>
-const T* in_opt(Dev& d, const py::object& obj, const char* name, int64_t size) {
-  return d.template array<T>(obj, name, size, false, true);
+template <class T = float, class Dev>
+const T* in_opt(Dev& d, const py::object& obj, const char* name, Size size) {
+  return d.template array<T>(obj, name, size.of(name), false, true);
 }
-template <class T, class Dev>
-T* out(Dev& d, const py::object& obj, const char* name, int64_t size) {
-  return d.template array<T>(obj, name, size, true, false);
+template <class T = float, class Dev>
+T* out(Dev& d, const py::object& obj, const char* name, Size size) {
+  return d.template array<T>(obj, name, size.of(name), true, false);
 }
-template <class T, class Dev>
-T* out_opt(Dev& d, const py::object& obj, const char* name, int64_t size) {
-  return d.template array<T>(obj, name, size, true, true);
-}
-inline int64_t dims(std::initializer_list<int64_t> sizes, const char* name) {
-  return fusetrain::checked_numel(sizes, name);
+template <class T = float, class Dev>
+T* out_opt(Dev& d, const py::object& obj, const char* name, Size size) {
+  return d.template array<T>(obj, name, size.of(name), true, true);
 }
 
 }  // namespace fusetrain_py

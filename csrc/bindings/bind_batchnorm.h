@@ -13,22 +13,14 @@ void bind_batchnorm(py::module_& m) {
          py::object running_mean, py::object running_var, int64_t N, int64_t C, int64_t S, double eps, double momentum,
          bool relu, double dropout_p, uint64_t seed, uint64_t offset) {
         fusetrain::check_batchnorm_train(N, C, S, relu, dropout_p, offset);
-        Dev d;
-        const int64_t n = dims({N, C, S}, "x");
-        const float* xp = in<float>(d, x, "x", n);
-        const float* wp = in_opt<float>(d, weight, "weight", C);
-        const float* bp = in_opt<float>(d, bias, "bias", C);
-        float* yp = out<float>(d, out_, "out", n);
-        float* mp = out<float>(d, mean, "mean", C);
-        float* ip = out<float>(d, invstd, "invstd", C);
-        float* rmp = out_opt<float>(d, running_mean, "running_mean", C);
-        float* rvp = out_opt<float>(d, running_var, "running_var", C);
-        fusetrain::check((rmp == nullptr) == (rvp == nullptr),
+        fusetrain::check(running_mean.is_none() == running_var.is_none(),
                          "running_mean and running_var must both be given or both be None");
-        d.launch([&](auto... stream) {
-          fusetrain::batchnorm_forward_train(xp, wp, bp, yp, mp, ip, rmp, rvp, N, C, S, eps, momentum, relu, dropout_p,
-                                             seed, offset, stream...);
-        });
+        Dev d;
+        d.run(FT_KERNEL(batchnorm_forward_train),
+              std::tuple{in(d, x, "x", {N, C, S}), in_opt(d, weight, "weight", C), in_opt(d, bias, "bias", C),
+                         out(d, out_, "out", {N, C, S}), out(d, mean, "mean", C), out(d, invstd, "invstd", C),
+                         out_opt(d, running_mean, "running_mean", C), out_opt(d, running_var, "running_var", C), N, C,
+                         S, eps, momentum, relu, dropout_p, seed, offset});
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("mean"), py::arg("invstd"),
       py::arg("running_mean"), py::arg("running_var"), py::arg("N"), py::arg("C"), py::arg("S"), py::arg("eps"),
@@ -40,17 +32,10 @@ void bind_batchnorm(py::module_& m) {
          py::object out_, py::object invstd, int64_t N, int64_t C, int64_t S, double eps, bool relu) {
         fusetrain::check_batchnorm_sizes(N, C, S);
         Dev d;
-        const int64_t n = dims({N, C, S}, "x");
-        const float* xp = in<float>(d, x, "x", n);
-        const float* wp = in_opt<float>(d, weight, "weight", C);
-        const float* bp = in_opt<float>(d, bias, "bias", C);
-        const float* rmp = in<float>(d, running_mean, "running_mean", C);
-        const float* rvp = in<float>(d, running_var, "running_var", C);
-        float* yp = out<float>(d, out_, "out", n);
-        float* ip = out<float>(d, invstd, "invstd", C);
-        d.launch([&](auto... stream) {
-          fusetrain::batchnorm_forward_eval(xp, wp, bp, rmp, rvp, yp, ip, N, C, S, eps, relu, stream...);
-        });
+        d.run(FT_KERNEL(batchnorm_forward_eval),
+              std::tuple{in(d, x, "x", {N, C, S}), in_opt(d, weight, "weight", C), in_opt(d, bias, "bias", C),
+                         in(d, running_mean, "running_mean", C), in(d, running_var, "running_var", C),
+                         out(d, out_, "out", {N, C, S}), out(d, invstd, "invstd", C), N, C, S, eps, relu});
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("out"),
       py::arg("invstd"), py::arg("N"), py::arg("C"), py::arg("S"), py::arg("eps"), py::arg("relu"),
@@ -62,20 +47,13 @@ void bind_batchnorm(py::module_& m) {
          bool relu, double dropout_scale, bool training) {
         fusetrain::check_batchnorm_sizes(N, C, S);
         Dev d;
-        const int64_t n = dims({N, C, S}, "x");
-        const float* dyp = in<float>(d, grad_out, "grad_out", n);
-        const float* xp = in<float>(d, x, "x", n);
-        const float* yp = relu ? in<float>(d, out_, "out", n) : in_opt<float>(d, out_, "out", n);
-        const float* wp = in_opt<float>(d, weight, "weight", C);
-        const float* mp = in<float>(d, mean, "mean", C);
-        const float* ip = in<float>(d, invstd, "invstd", C);
-        float* dxp = out<float>(d, grad_input, "grad_input", n);
-        float* dwp = out_opt<float>(d, grad_weight, "grad_weight", C);
-        float* dbp = out_opt<float>(d, grad_bias, "grad_bias", C);
-        d.launch([&](auto... stream) {
-          fusetrain::batchnorm_backward(dyp, xp, yp, wp, mp, ip, dxp, dwp, dbp, N, C, S, relu, dropout_scale, training,
-                                        stream...);
-        });
+        // The forward output is read only through the fused ReLU.
+        d.run(FT_KERNEL(batchnorm_backward),
+              std::tuple{in(d, grad_out, "grad_out", {N, C, S}), in(d, x, "x", {N, C, S}),
+                         relu ? in(d, out_, "out", {N, C, S}) : in_opt(d, out_, "out", {N, C, S}),
+                         in_opt(d, weight, "weight", C), in(d, mean, "mean", C), in(d, invstd, "invstd", C),
+                         out(d, grad_input, "grad_input", {N, C, S}), out_opt(d, grad_weight, "grad_weight", C),
+                         out_opt(d, grad_bias, "grad_bias", C), N, C, S, relu, dropout_scale, training});
       },
       py::arg("grad_out"), py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("mean"), py::arg("invstd"),
       py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"), py::arg("N"), py::arg("C"), py::arg("S"),

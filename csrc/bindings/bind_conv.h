@@ -10,21 +10,22 @@
 
 namespace fusetrain_py {
 
+using fusetrain::make_window2d;
+
 inline void check_groups(int64_t N, int64_t C, int64_t OC, int64_t groups) {
   fusetrain::check(N >= 0 && C >= 1 && OC >= 1 && groups >= 1, "N must be >= 0, C, OC and groups >= 1");
   fusetrain::check(C % groups == 0 && OC % groups == 0, "C and OC must be divisible by groups");
 }
 
-// (packs, size) of the zero-padded, phase-split input the direct forward saves for its backward.
+// The element count of what the direct forward saves for its backward (packs of the padded input).
 inline int64_t saved_size(int64_t N, int64_t C, const fusetrain::Window2d& g) {
   int64_t packs = 0, size = 0;
   fusetrain::conv2d_direct_saved_shape(N, C, g, packs, size);
-  return dims({packs, size}, "saved");
+  return fusetrain::checked_mul(packs, size, "saved");
 }
 
 // The CPU's direct convolution: its own layout, no GPU counterpart.
 inline void bind_conv_direct(py::module_& m) {
-  using fusetrain::make_window2d;
   m.def(
       "conv2d_direct_isa", []() { return std::string(fusetrain::conv2d_direct_isa()); },
       "The instruction set of the convolution's register tiles: avx512, avx2 or portable");
@@ -48,12 +49,10 @@ inline void bind_conv_direct(py::module_& m) {
         check_groups(N, C, OC, groups);
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Host d;
-        const float* xp = in<float>(d, x, "x", dims({N, C, H, W}, "x"));
-        const float* wp = in<float>(d, weight, "weight", dims({OC, C / groups, KH, KW}, "weight"));
-        const float* bp = in_opt<float>(d, bias, "bias", OC);
-        float* yp = out<float>(d, out_, "out", dims({N, OC, g.OH, g.OW}, "out"));
-        float* sp = out<float>(d, saved, "saved", saved_size(N, C, g));
-        d.launch([&] { fusetrain::conv2d_direct_forward(xp, wp, bp, yp, sp, N, C, OC, groups, g); });
+        d.run(FT_KERNEL(conv2d_direct_forward),
+              std::tuple{in(d, x, "x", {N, C, H, W}), in(d, weight, "weight", {OC, C / groups, KH, KW}),
+                         in_opt(d, bias, "bias", OC), out(d, out_, "out", {N, OC, g.OH, g.OW}),
+                         out(d, saved, "saved", saved_size(N, C, g)), N, C, OC, groups, g});
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("saved"), py::arg("N"), py::arg("C"),
       py::arg("OC"), py::arg("groups"), py::arg("H"), py::arg("W"), py::arg("KH"), py::arg("KW"), py::arg("SH"),
@@ -66,15 +65,13 @@ inline void bind_conv_direct(py::module_& m) {
          int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
         check_groups(N, C, OC, groups);
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
-        const int64_t wsize = dims({OC, C / groups, KH, KW}, "weight");
         Host d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({N, OC, g.OH, g.OW}, "grad_out"));
-        const float* wp = in<float>(d, weight, "weight", wsize);
-        float* dxp = out_opt<float>(d, grad_input, "grad_input", dims({N, C, H, W}, "grad_input"));
-        const float* sp = in<float>(d, saved, "saved", saved_size(N, C, g));
-        float* dwp = out_opt<float>(d, grad_weight, "grad_weight", wsize);
-        float* dbp = out_opt<float>(d, grad_bias, "grad_bias", OC);
-        d.launch([&] { fusetrain::conv2d_direct_backward(dyp, sp, wp, dxp, dwp, dbp, N, C, OC, groups, g); });
+        d.run(FT_KERNEL(conv2d_direct_backward),
+              std::tuple{in(d, grad_out, "grad_out", {N, OC, g.OH, g.OW}), in(d, saved, "saved", saved_size(N, C, g)),
+                         in(d, weight, "weight", {OC, C / groups, KH, KW}),
+                         out_opt(d, grad_input, "grad_input", {N, C, H, W}),
+                         out_opt(d, grad_weight, "grad_weight", {OC, C / groups, KH, KW}),
+                         out_opt(d, grad_bias, "grad_bias", OC), N, C, OC, groups, g});
       },
       py::arg("grad_out"), py::arg("saved"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),
       py::arg("grad_bias"), py::arg("N"), py::arg("C"), py::arg("OC"), py::arg("groups"), py::arg("H"), py::arg("W"),
@@ -101,12 +98,10 @@ inline void bind_conv_direct(py::module_& m) {
         const int64_t pack = fusetrain::conv2d_pack_size(N, C, g);
         const int64_t slots = d.size(scratch, "scratch") / pack;
         fusetrain::check(slots >= 1, "scratch must hold at least one pack of " + std::to_string(pack) + " floats");
-        const float* xp = in<float>(d, x, "x", dims({N, C, H, W}, "x"));
-        const float* wp = in<float>(d, weight, "weight", dims({OC, C / groups, KH, KW}, "weight"));
-        float* yp = out<float>(d, out_, "out", dims({N, OC, g.OH, g.OW}, "out"));
-        float* sp = out<float>(d, scratch, "scratch", -1);
-        const fusetrain::Epilogue e = epilogue_args(d, OC, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope);
-        d.launch([&] { fusetrain::conv2d_forward_eval(xp, wp, yp, sp, slots, N, C, OC, groups, g, e); });
+        d.run(FT_KERNEL(conv2d_forward_eval),
+              std::tuple{in(d, x, "x", {N, C, H, W}), in(d, weight, "weight", {OC, C / groups, KH, KW}),
+                         out(d, out_, "out", {N, OC, g.OH, g.OW}), out(d, scratch, "scratch", -1), slots, N, C, OC,
+                         groups, g, epilogue_args(d, OC, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope)});
       },
       py::arg("x"), py::arg("weight"), py::arg("out"), py::arg("scratch"), py::arg("N"), py::arg("C"), py::arg("OC"),
       py::arg("groups"), py::arg("H"), py::arg("W"), py::arg("KH"), py::arg("KW"), py::arg("SH"), py::arg("SW"),
@@ -117,7 +112,6 @@ inline void bind_conv_direct(py::module_& m) {
 
 template <class Dev>
 void bind_conv(py::module_& m) {
-  using fusetrain::make_window2d;
   m.def(
       "im2col2d",
       [](py::object x, py::object col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH,
@@ -125,9 +119,8 @@ void bind_conv(py::module_& m) {
         fusetrain::check_im2col_sizes(N, C, "im2col");
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({N, C, H, W}, "x"));
-        float* cp = out<float>(d, col, "col", dims({C, KH, KW, N, g.OH, g.OW}, "col"));
-        d.launch([&](auto... stream) { fusetrain::im2col2d(xp, cp, N, C, g, stream...); });
+        d.run(FT_KERNEL(im2col2d),
+              std::tuple{in(d, x, "x", {N, C, H, W}), out(d, col, "col", {C, KH, KW, N, g.OH, g.OW}), N, C, g});
       },
       py::arg("x"), py::arg("col"), py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("KH"),
       py::arg("KW"), py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("DH"), py::arg("DW"),
@@ -139,9 +132,8 @@ void bind_conv(py::module_& m) {
         fusetrain::check_im2col_sizes(N, C, "col2im");
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Dev d;
-        const float* cp = in<float>(d, col, "col", dims({C, KH, KW, N, g.OH, g.OW}, "col"));
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({N, C, H, W}, "grad_input"));
-        d.launch([&](auto... stream) { fusetrain::col2im2d(cp, dxp, N, C, g, stream...); });
+        d.run(FT_KERNEL(col2im2d), std::tuple{in(d, col, "col", {C, KH, KW, N, g.OH, g.OW}),
+                                              out(d, grad_input, "grad_input", {N, C, H, W}), N, C, g});
       },
       py::arg("col"), py::arg("grad_input"), py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("KH"),
       py::arg("KW"), py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("DH"), py::arg("DW"),
@@ -151,10 +143,8 @@ void bind_conv(py::module_& m) {
       [](py::object src, py::object bias, py::object out_, int64_t N, int64_t C, int64_t S) {
         fusetrain::check_layout_sizes(N, C, S, "cn_to_nc");
         Dev d;
-        const float* sp = in<float>(d, src, "src", dims({N, C, S}, "src"));
-        const float* bp = in_opt<float>(d, bias, "bias", C);
-        float* dp = out<float>(d, out_, "out", dims({N, C, S}, "out"));
-        d.launch([&](auto... stream) { fusetrain::cn_to_nc(sp, bp, dp, N, C, S, stream...); });
+        d.run(FT_KERNEL(cn_to_nc), std::tuple{in(d, src, "src", {N, C, S}), in_opt(d, bias, "bias", C),
+                                              out(d, out_, "out", {N, C, S}), N, C, S});
       },
       py::arg("src"), py::arg("bias"), py::arg("out"), py::arg("N"), py::arg("C"), py::arg("S"),
       "out (N, C, S) = src (C, N*S) moved to batch-major, plus bias[c] when given");
@@ -163,10 +153,8 @@ void bind_conv(py::module_& m) {
       [](py::object src, py::object out_, py::object grad_bias, int64_t N, int64_t C, int64_t S) {
         fusetrain::check_layout_sizes(N, C, S, "nc_to_cn");
         Dev d;
-        const float* sp = in<float>(d, src, "src", dims({N, C, S}, "src"));
-        float* dp = out<float>(d, out_, "out", dims({N, C, S}, "out"));
-        float* bp = out_opt<float>(d, grad_bias, "grad_bias", C);
-        d.launch([&](auto... stream) { fusetrain::nc_to_cn(sp, dp, bp, N, C, S, stream...); });
+        d.run(FT_KERNEL(nc_to_cn), std::tuple{in(d, src, "src", {N, C, S}), out(d, out_, "out", {N, C, S}),
+                                              out_opt(d, grad_bias, "grad_bias", C), N, C, S});
       },
       py::arg("src"), py::arg("out"), py::arg("grad_bias"), py::arg("N"), py::arg("C"), py::arg("S"),
       "out (C, N*S) = src (N, C, S) moved to channel-major; grad_bias (C,) += per-channel sums (deterministic)");

@@ -7,7 +7,15 @@
 namespace fusetrain_py {
 
 // The packed keep-mask of an (N, F) call: one bit per element.
-inline int64_t mask_bytes(int64_t N, int64_t F) { return (dims({N, F}, "x") + 7) / 8; }
+inline int64_t mask_bytes(int64_t N, int64_t F) { return (fusetrain::checked_mul(N, F, "x") + 7) / 8; }
+
+// The checks of an epilogue call before any array is read; returns its activation.
+inline fusetrain::Act epilogue_checks(int64_t N, int64_t F, int act, double p, uint64_t seed, uint64_t offset) {
+  fusetrain::check_size(N, "N");
+  fusetrain::check_size(F, "F");
+  fusetrain::dropout_args(p, seed, offset);
+  return fusetrain::act_from_code(act);
+}
 
 template <class Dev>
 void bind_dropout(py::module_& m) {
@@ -15,19 +23,12 @@ void bind_dropout(py::module_& m) {
       "bias_act_dropout_forward",
       [](py::object x, py::object bias, py::object out_, int64_t N, int64_t F, int act, double negative_slope, double p,
          uint64_t seed, uint64_t offset, py::object mask_bits) {
-        fusetrain::check_size(N, "N");
-        fusetrain::check_size(F, "F");
-        const fusetrain::Act a = fusetrain::act_from_code(act);
-        fusetrain::dropout_args(p, seed, offset);
+        const fusetrain::Act a = epilogue_checks(N, F, act, p, seed, offset);
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({N, F}, "x"));
-        const float* bp = in_opt<float>(d, bias, "bias", F);
-        float* yp = out<float>(d, out_, "out", dims({N, F}, "out"));
-        uint8_t* kp = out_opt<uint8_t>(d, mask_bits, "mask_bits", mask_bytes(N, F));
-        d.launch([&](auto... stream) {
-          fusetrain::bias_act_dropout_forward(xp, bp, yp, N, F, a, float(negative_slope), p, seed, offset, kp,
-                                              stream...);
-        });
+        d.run(FT_KERNEL(bias_act_dropout_forward),
+              std::tuple{in(d, x, "x", {N, F}), in_opt(d, bias, "bias", F), out(d, out_, "out", {N, F}), N, F, a,
+                         float(negative_slope), p, seed, offset,
+                         out_opt<uint8_t>(d, mask_bits, "mask_bits", mask_bytes(N, F))});
       },
       py::arg("x"), py::arg("bias"), py::arg("out"), py::arg("N"), py::arg("F"), py::arg("act"),
       py::arg("negative_slope"), py::arg("p"), py::arg("seed"), py::arg("offset"), py::arg("mask_bits"),
@@ -36,23 +37,16 @@ void bind_dropout(py::module_& m) {
       "bias_act_dropout_backward",
       [](py::object grad_out, py::object out_, py::object grad_input, py::object grad_bias, int64_t N, int64_t F,
          int act, double negative_slope, double p, uint64_t seed, uint64_t offset, py::object mask_bits) {
-        fusetrain::check_size(N, "N");
-        fusetrain::check_size(F, "F");
-        const fusetrain::Act a = fusetrain::act_from_code(act);
+        const fusetrain::Act a = epilogue_checks(N, F, act, p, seed, offset);
         // act' is read off the sign of the output, which a negative slope flips.
         fusetrain::check(a != fusetrain::Act::kLeakyRelu || negative_slope >= 0,
                          "the leaky_relu backward reads the slope off the output's sign: negative_slope must be >= 0");
-        fusetrain::dropout_args(p, seed, offset);
         Dev d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({N, F}, "grad_out"));
-        const float* yp = in<float>(d, out_, "out", dims({N, F}, "out"));
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({N, F}, "grad_input"));
-        float* dbp = out_opt<float>(d, grad_bias, "grad_bias", F);
-        const uint8_t* kp = in_opt<uint8_t>(d, mask_bits, "mask_bits", mask_bytes(N, F));
-        d.launch([&](auto... stream) {
-          fusetrain::bias_act_dropout_backward(dyp, yp, dxp, dbp, N, F, a, float(negative_slope), p, seed, offset, kp,
-                                               stream...);
-        });
+        d.run(FT_KERNEL(bias_act_dropout_backward),
+              std::tuple{in(d, grad_out, "grad_out", {N, F}), in(d, out_, "out", {N, F}),
+                         out(d, grad_input, "grad_input", {N, F}), out_opt(d, grad_bias, "grad_bias", F), N, F, a,
+                         float(negative_slope), p, seed, offset,
+                         in_opt<uint8_t>(d, mask_bits, "mask_bits", mask_bytes(N, F))});
       },
       py::arg("grad_out"), py::arg("out"), py::arg("grad_input"), py::arg("grad_bias"), py::arg("N"), py::arg("F"),
       py::arg("act"), py::arg("negative_slope"), py::arg("p"), py::arg("seed"), py::arg("offset"), py::arg("mask_bits"),
@@ -63,8 +57,7 @@ void bind_dropout(py::module_& m) {
         fusetrain::dropout_args(p, seed, offset);
         Dev d;
         const int64_t n = d.size(keep, "keep");
-        uint8_t* kp = out<uint8_t>(d, keep, "keep", n);
-        d.launch([&](auto... stream) { fusetrain::dropout_mask(kp, n, p, seed, offset, stream...); });
+        d.run(FT_KERNEL(dropout_mask), std::tuple{out<uint8_t>(d, keep, "keep", n), n, p, seed, offset});
       },
       py::arg("keep"), py::arg("p"), py::arg("seed"), py::arg("offset"),
       "keep (uint8, 0/1) = the keep-mask dropout draws for (seed, offset), the same bits on either device");

@@ -18,11 +18,11 @@ inline fusetrain::Epilogue epilogue_args(Host& d, int64_t C, const py::object& b
   fusetrain::check(eps > 0, "eps must be > 0");
   fusetrain::Epilogue e;
   e.act = fusetrain::act_from_code(act);
-  e.bias = in_opt<float>(d, bias, "bias", C);
-  e.mean = in_opt<float>(d, mean, "bn_mean", C);
-  e.var = in_opt<float>(d, var, "bn_var", C);
-  e.w = in_opt<float>(d, w, "bn_weight", C);
-  e.b = in_opt<float>(d, b, "bn_bias", C);
+  e.bias = in_opt(d, bias, "bias", C);
+  e.mean = in_opt(d, mean, "bn_mean", C);
+  e.var = in_opt(d, var, "bn_var", C);
+  e.w = in_opt(d, w, "bn_weight", C);
+  e.b = in_opt(d, b, "bn_bias", C);
   e.eps = eps;
   e.slope = slope;
   return e;
@@ -35,10 +35,9 @@ inline void bind_epilogue(py::module_& m) {
          py::object bn_var, py::object bn_weight, py::object bn_bias, double eps, int act, float slope) {
         fusetrain::check(N >= 0 && C >= 0 && S >= 0, "N, C, S must be >= 0");
         Host d;
-        const float* xp = in<float>(d, x, "x", dims({N, C, S}, "x"));
-        float* yp = out<float>(d, out_, "out", dims({N, C, S}, "out"));
-        const fusetrain::Epilogue e = epilogue_args(d, C, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope);
-        d.launch([&] { fusetrain::channel_affine_act(xp, yp, N, C, S, e); });
+        d.run(FT_KERNEL(channel_affine_act),
+              std::tuple{in(d, x, "x", {N, C, S}), out(d, out_, "out", {N, C, S}), N, C, S,
+                         epilogue_args(d, C, bias, bn_mean, bn_var, bn_weight, bn_bias, eps, act, slope)});
       },
       py::arg("x"), py::arg("out"), py::arg("N"), py::arg("C"), py::arg("S"), py::arg("bias"), py::arg("bn_mean"),
       py::arg("bn_var"), py::arg("bn_weight"), py::arg("bn_bias"), py::arg("eps"), py::arg("act"), py::arg("slope"),
@@ -49,10 +48,8 @@ inline void bind_epilogue(py::module_& m) {
         const fusetrain::Act code = fusetrain::act_from_code(act);
         Host d;
         const int64_t n = d.size(a, "a");
-        const float* ap = in<float>(d, a, "a", n);
-        const float* bp = in<float>(d, b, "b", n);
-        float* op = out<float>(d, out_, "out", n);
-        d.launch([&] { fusetrain::add_act(ap, bp, op, n, code, slope); });
+        d.run(FT_KERNEL(add_act),
+              std::tuple{in(d, a, "a", n), in(d, b, "b", n), out(d, out_, "out", n), n, code, slope});
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("act"), py::arg("slope"),
       "out = act(a + b); out may be a or b");

@@ -12,15 +12,11 @@ void bind_layernorm(py::module_& m) {
       [](py::object x, py::object weight, py::object bias, py::object out_, py::object mean, py::object rstd, int64_t N,
          int64_t D, double eps) {
         fusetrain::check_layernorm_sizes(N, D);
+        fusetrain::check(weight.is_none() == bias.is_none(), "weight and bias must both be given or both be None");
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({N, D}, "x"));
-        const float* wp = in_opt<float>(d, weight, "weight", D);
-        const float* bp = in_opt<float>(d, bias, "bias", D);
-        fusetrain::check((wp == nullptr) == (bp == nullptr), "weight and bias must both be given or both be None");
-        float* yp = out<float>(d, out_, "out", dims({N, D}, "out"));
-        float* mp = out<float>(d, mean, "mean", N);
-        float* rp = out<float>(d, rstd, "rstd", N);
-        d.launch([&](auto... stream) { fusetrain::layernorm_forward(xp, wp, bp, yp, mp, rp, N, D, eps, stream...); });
+        d.run(FT_KERNEL(layernorm_forward),
+              std::tuple{in(d, x, "x", {N, D}), in_opt(d, weight, "weight", D), in_opt(d, bias, "bias", D),
+                         out(d, out_, "out", {N, D}), out(d, mean, "mean", N), out(d, rstd, "rstd", N), N, D, eps});
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("mean"), py::arg("rstd"), py::arg("N"),
       py::arg("D"), py::arg("eps"), "Forward over the rows of x (N, D); mean and rstd (N,) saved for backward");
@@ -30,17 +26,10 @@ void bind_layernorm(py::module_& m) {
          py::object grad_weight, py::object grad_bias, int64_t N, int64_t D) {
         fusetrain::check_layernorm_sizes(N, D);
         Dev d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({N, D}, "grad_out"));
-        const float* xp = in<float>(d, x, "x", dims({N, D}, "x"));
-        const float* wp = in_opt<float>(d, weight, "weight", D);
-        const float* mp = in<float>(d, mean, "mean", N);
-        const float* rp = in<float>(d, rstd, "rstd", N);
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({N, D}, "grad_input"));
-        float* dwp = out_opt<float>(d, grad_weight, "grad_weight", D);
-        float* dbp = out_opt<float>(d, grad_bias, "grad_bias", D);
-        d.launch([&](auto... stream) {
-          fusetrain::layernorm_backward(dyp, xp, wp, mp, rp, dxp, dwp, dbp, N, D, stream...);
-        });
+        d.run(FT_KERNEL(layernorm_backward),
+              std::tuple{in(d, grad_out, "grad_out", {N, D}), in(d, x, "x", {N, D}), in_opt(d, weight, "weight", D),
+                         in(d, mean, "mean", N), in(d, rstd, "rstd", N), out(d, grad_input, "grad_input", {N, D}),
+                         out_opt(d, grad_weight, "grad_weight", D), out_opt(d, grad_bias, "grad_bias", D), N, D});
       },
       py::arg("grad_out"), py::arg("x"), py::arg("weight"), py::arg("mean"), py::arg("rstd"), py::arg("grad_input"),
       py::arg("grad_weight"), py::arg("grad_bias"), py::arg("N"), py::arg("D"),

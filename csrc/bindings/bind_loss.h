@@ -12,11 +12,9 @@ void bind_loss(py::module_& m) {
       [](py::object logits, py::object labels, py::object grad_input, int64_t N, int64_t K, double grad_scale) {
         fusetrain::check_softmax_cross_entropy_sizes(N, K);
         Dev d;
-        const float* lp = in<float>(d, logits, "logits", dims({N, K}, "logits"));
-        const int64_t* yp = in<int64_t>(d, labels, "labels", N);
-        float* gp = out_opt<float>(d, grad_input, "grad_input", dims({N, K}, "grad_input"));
-        return d.launch(
-            [&](auto... stream) { return fusetrain::softmax_cross_entropy(lp, yp, gp, N, K, grad_scale, stream...); });
+        return d.run(FT_KERNEL(softmax_cross_entropy),
+                     std::tuple{in(d, logits, "logits", {N, K}), in<int64_t>(d, labels, "labels", N),
+                                out_opt(d, grad_input, "grad_input", {N, K}), N, K, grad_scale});
       },
       py::arg("logits"), py::arg("labels"), py::arg("grad_input"), py::arg("N"), py::arg("K"), py::arg("grad_scale"),
       "The summed loss of logits (N, K) against int64 labels (N,); grad_input = (softmax - onehot) * grad_scale");

@@ -13,8 +13,7 @@ void bind_norm(py::module_& m) {
       [](py::object x, double p) {
         Dev d;
         const int64_t n = d.size(x, "x");
-        const float* xp = in<float>(d, x, "x", n);
-        return d.launch([&](auto... stream) { return fusetrain::pow_sum(xp, n, p, stream...); });
+        return d.run(FT_KERNEL(pow_sum), std::tuple{in(d, x, "x", n), n, p});
       },
       py::arg("x"), py::arg("p"), "sum(|x|^p) (max|x| for p = inf), bitwise deterministic");
   m.def(
@@ -22,8 +21,7 @@ void bind_norm(py::module_& m) {
       [](py::object x, double s) {
         Dev d;
         const int64_t n = d.size(x, "x");
-        float* xp = out<float>(d, x, "x", n);
-        d.launch([&](auto... stream) { fusetrain::scale_inplace(xp, n, float(s), stream...); });
+        d.run(FT_KERNEL(scale_inplace), std::tuple{out(d, x, "x", n), n, float(s)});
       },
       py::arg("x"), py::arg("s"), "x *= s");
   m.def(
@@ -31,8 +29,7 @@ void bind_norm(py::module_& m) {
       [](py::object x, double lo, double hi) {
         Dev d;
         const int64_t n = d.size(x, "x");
-        float* xp = out<float>(d, x, "x", n);
-        d.launch([&](auto... stream) { fusetrain::clamp_inplace(xp, n, float(lo), float(hi), stream...); });
+        d.run(FT_KERNEL(clamp_inplace), std::tuple{out(d, x, "x", n), n, float(lo), float(hi)});
       },
       py::arg("x"), py::arg("lo"), py::arg("hi"), "x = min(max(x, lo), hi); NaN stays NaN");
   m.def(
@@ -40,8 +37,7 @@ void bind_norm(py::module_& m) {
       [](py::object x) {
         Dev d;
         const int64_t n = d.size(x, "x");
-        const float* xp = in<float>(d, x, "x", n);
-        return d.launch([&](auto... stream) { return fusetrain::count_nonfinite(xp, n, stream...); });
+        return d.run(FT_KERNEL(count_nonfinite), std::tuple{in(d, x, "x", n), n});
       },
       py::arg("x"), "the number of NaN and infinite values in x");
 }

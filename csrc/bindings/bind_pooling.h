@@ -32,10 +32,8 @@ void bind_pooling(py::module_& m) {
          int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
         const auto g = pool_window(P, H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({P, H, W}, "x"));
-        float* yp = out<float>(d, out_, "out", dims({P, g.OH, g.OW}, "out"));
-        int32_t* ip = out<int32_t>(d, indices, "indices", dims({P, g.OH, g.OW}, "indices"));
-        d.launch([&](auto... stream) { fusetrain::max_pool2d_forward(xp, yp, ip, P, g, stream...); });
+        d.run(FT_KERNEL(max_pool2d_forward), std::tuple{in(d, x, "x", {P, H, W}), out(d, out_, "out", {P, g.OH, g.OW}),
+                                                        out<int32_t>(d, indices, "indices", {P, g.OH, g.OW}), P, g});
       },
       py::arg("x"), py::arg("out"), py::arg("indices"), py::arg("P"), py::arg("H"), py::arg("W"), py::arg("KH"),
       py::arg("KW"), py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("DH"), py::arg("DW"),
@@ -46,10 +44,9 @@ void bind_pooling(py::module_& m) {
          int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
         const auto g = pool_window(P, H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Dev d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({P, g.OH, g.OW}, "grad_out"));
-        const int32_t* ip = in<int32_t>(d, indices, "indices", dims({P, g.OH, g.OW}, "indices"));
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({P, H, W}, "grad_input"));
-        d.launch([&](auto... stream) { fusetrain::max_pool2d_backward(dyp, ip, dxp, P, g, stream...); });
+        d.run(FT_KERNEL(max_pool2d_backward), std::tuple{in(d, grad_out, "grad_out", {P, g.OH, g.OW}),
+                                                         in<int32_t>(d, indices, "indices", {P, g.OH, g.OW}),
+                                                         out(d, grad_input, "grad_input", {P, H, W}), P, g});
       },
       py::arg("grad_out"), py::arg("indices"), py::arg("grad_input"), py::arg("P"), py::arg("H"), py::arg("W"),
       py::arg("KH"), py::arg("KW"), py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("DH"),
@@ -60,9 +57,8 @@ void bind_pooling(py::module_& m) {
          int64_t PH, int64_t PW, bool count_include_pad) {
         const auto g = pool_window(P, H, W, KH, KW, SH, SW, PH, PW, 1, 1);
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({P, H, W}, "x"));
-        float* yp = out<float>(d, out_, "out", dims({P, g.OH, g.OW}, "out"));
-        d.launch([&](auto... stream) { fusetrain::avg_pool2d_forward(xp, yp, P, g, count_include_pad, stream...); });
+        d.run(FT_KERNEL(avg_pool2d_forward),
+              std::tuple{in(d, x, "x", {P, H, W}), out(d, out_, "out", {P, g.OH, g.OW}), P, g, count_include_pad});
       },
       py::arg("x"), py::arg("out"), py::arg("P"), py::arg("H"), py::arg("W"), py::arg("KH"), py::arg("KW"),
       py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("count_include_pad"),
@@ -73,9 +69,9 @@ void bind_pooling(py::module_& m) {
          int64_t SH, int64_t SW, int64_t PH, int64_t PW, bool count_include_pad) {
         const auto g = pool_window(P, H, W, KH, KW, SH, SW, PH, PW, 1, 1);
         Dev d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({P, g.OH, g.OW}, "grad_out"));
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({P, H, W}, "grad_input"));
-        d.launch([&](auto... stream) { fusetrain::avg_pool2d_backward(dyp, dxp, P, g, count_include_pad, stream...); });
+        d.run(FT_KERNEL(avg_pool2d_backward),
+              std::tuple{in(d, grad_out, "grad_out", {P, g.OH, g.OW}), out(d, grad_input, "grad_input", {P, H, W}), P,
+                         g, count_include_pad});
       },
       py::arg("grad_out"), py::arg("grad_input"), py::arg("P"), py::arg("H"), py::arg("W"), py::arg("KH"),
       py::arg("KW"), py::arg("SH"), py::arg("SW"), py::arg("PH"), py::arg("PW"), py::arg("count_include_pad"),
@@ -85,9 +81,8 @@ void bind_pooling(py::module_& m) {
       [](py::object x, py::object out_, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW) {
         check_adaptive_planes(P, H, W, OH, OW);
         Dev d;
-        const float* xp = in<float>(d, x, "x", dims({P, H, W}, "x"));
-        float* yp = out<float>(d, out_, "out", dims({P, OH, OW}, "out"));
-        d.launch([&](auto... stream) { fusetrain::adaptive_avg_pool2d_forward(xp, yp, P, H, W, OH, OW, stream...); });
+        d.run(FT_KERNEL(adaptive_avg_pool2d_forward),
+              std::tuple{in(d, x, "x", {P, H, W}), out(d, out_, "out", {P, OH, OW}), P, H, W, OH, OW});
       },
       py::arg("x"), py::arg("out"), py::arg("P"), py::arg("H"), py::arg("W"), py::arg("OH"), py::arg("OW"),
       "Adaptive average pooling of P planes (P, H, W) to (P, OH, OW)");
@@ -96,10 +91,9 @@ void bind_pooling(py::module_& m) {
       [](py::object grad_out, py::object grad_input, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW) {
         check_adaptive_planes(P, H, W, OH, OW);
         Dev d;
-        const float* dyp = in<float>(d, grad_out, "grad_out", dims({P, OH, OW}, "grad_out"));
-        float* dxp = out<float>(d, grad_input, "grad_input", dims({P, H, W}, "grad_input"));
-        d.launch(
-            [&](auto... stream) { fusetrain::adaptive_avg_pool2d_backward(dyp, dxp, P, H, W, OH, OW, stream...); });
+        d.run(FT_KERNEL(adaptive_avg_pool2d_backward),
+              std::tuple{in(d, grad_out, "grad_out", {P, OH, OW}), out(d, grad_input, "grad_input", {P, H, W}), P, H, W,
+                         OH, OW});
       },
       py::arg("grad_out"), py::arg("grad_input"), py::arg("P"), py::arg("H"), py::arg("W"), py::arg("OH"),
       py::arg("OW"), "grad_input (P, H, W) of adaptive average pooling");

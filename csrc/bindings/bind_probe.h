@@ -11,9 +11,7 @@ inline void bind_probe(py::module_& m) {
       [](py::object src, py::object dst) {
         Host d;
         const int64_t n = d.size(src, "src");
-        const float* s = in<float>(d, src, "src", n);
-        float* o = out<float>(d, dst, "dst", n);
-        d.launch([&] { fusetrain::probe_copy(s, o, n); });
+        d.run(FT_KERNEL(probe_copy), std::tuple{in(d, src, "src", n), out(d, dst, "dst", n), n});
       },
       py::arg("src"), py::arg("dst"), "dst = src (8 bytes moved per element)");
   m.def(
@@ -21,10 +19,7 @@ inline void bind_probe(py::module_& m) {
       [](py::object a, py::object b, py::object c, double s) {
         Host d;
         const int64_t n = d.size(a, "a");
-        float* ap = out<float>(d, a, "a", n);
-        const float* bp = in<float>(d, b, "b", n);
-        const float* cp = in<float>(d, c, "c", n);
-        d.launch([&] { fusetrain::probe_triad(ap, bp, cp, float(s), n); });
+        d.run(FT_KERNEL(probe_triad), std::tuple{out(d, a, "a", n), in(d, b, "b", n), in(d, c, "c", n), float(s), n});
       },
       py::arg("a"), py::arg("b"), py::arg("c"), py::arg("s"), "a = b + s*c (12 bytes moved per element)");
   m.def(
@@ -33,11 +28,10 @@ inline void bind_probe(py::module_& m) {
         fusetrain::check(outs.size() >= 1 && outs.size() <= 4, "probe_update takes 1 to 4 outputs");
         Host d;
         const int64_t n = d.size(inp, "inp");
-        const float* ip = in<float>(d, inp, "inp", n);
+        const float* ip = in(d, inp, "inp", n);
         float* ptrs[4];
-        for (size_t j = 0; j < outs.size(); ++j) ptrs[j] = out<float>(d, outs[j], "outs[j]", n);
-        const int nout = int(outs.size());
-        d.launch([&] { fusetrain::probe_update(ptrs, nout, ip, n); });
+        for (size_t j = 0; j < outs.size(); ++j) ptrs[j] = out(d, outs[j], "outs[j]", n);
+        d.run(FT_KERNEL(probe_update), std::tuple{static_cast<float* const*>(ptrs), int(outs.size()), ip, n});
       },
       py::arg("outs"), py::arg("inp"), "outs[j] += inp for 1 to 4 outputs: an optimizer's memory streams");
   m.def(

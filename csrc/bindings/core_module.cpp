@@ -1,19 +1,11 @@
-// The fusetrain._core extension module: the CPU kernels, each op registered by one line (its
-// binding, bind_<op>.h, is shared with _cuda where the op has a GPU kernel), GIL released in
-// each call; and the thread pool's controls.
+// The fusetrain._core extension module: the CPU kernels (GIL released in each call) -- the ops
+// both modules have (bind_ops.h), then the CPU's own -- and the thread pool's controls.
 #include <vector>
 
 #include "arrays.h"
-#include "bind_batchnorm.h"
-#include "bind_conv.h"
-#include "bind_dropout.h"
 #include "bind_epilogue.h"
 #include "bind_gemm.h"
-#include "bind_layernorm.h"
-#include "bind_loss.h"
-#include "bind_norm.h"
-#include "bind_optim.h"
-#include "bind_pooling.h"
+#include "bind_ops.h"
 #include "bind_probe.h"
 #include "fusetrain/conv.h"
 #include "fusetrain/parallel.h"
@@ -58,14 +50,7 @@ PYBIND11_MODULE(_core, m) {
   // the import rather than run other kernels than the ones asked for.
   fusetrain::conv2d_direct_isa();
   bind_threads(m);
-  bind_optim<Host>(m);
-  bind_norm<Host>(m);
-  bind_batchnorm<Host>(m);
-  bind_layernorm<Host>(m);
-  bind_dropout<Host>(m);
-  bind_loss<Host>(m);
-  bind_conv<Host>(m);
-  bind_pooling<Host>(m);
+  bind_ops<Host>(m);
   bind_gemm(m);
   bind_epilogue(m);
   bind_probe(m);

@@ -6,29 +6,20 @@
 #include <cuda_runtime_api.h>
 
 #include <string>
+#include <type_traits>
 
 #include "arrays.h"
 
 namespace fusetrain_py {
 
+// The interface's typestr of the element types the kernels take.
 template <class T>
-struct TypeStr;
-template <>
-struct TypeStr<float> {
-  static constexpr const char* value = "<f4";
-};
-template <>
-struct TypeStr<int32_t> {
-  static constexpr const char* value = "<i4";
-};
-template <>
-struct TypeStr<int64_t> {
-  static constexpr const char* value = "<i8";
-};
-template <>
-struct TypeStr<uint8_t> {
-  static constexpr const char* value = "|u1";
-};
+constexpr const char* typestr() {
+  if constexpr (std::is_same_v<T, float>) return "<f4";
+  if constexpr (std::is_same_v<T, int32_t>) return "<i4";
+  if constexpr (std::is_same_v<T, int64_t>) return "<i8";
+  if constexpr (std::is_same_v<T, uint8_t>) return "|u1";
+}
 
 class Cuda {
  public:
@@ -36,13 +27,10 @@ class Cuda {
 
   template <class T>
   T* array(const py::object& obj, const char* name, int64_t expect, bool writable, bool allow_none) {
-    if (obj.is_none()) {
-      if (allow_none) return nullptr;
-      refuse(name, " must be an array, got None");
-    }
+    if (absent(obj, name, allow_none)) return nullptr;
     const py::dict cai = interface(obj, name);
-    const std::string typestr = py::str(cai["typestr"]);
-    if (typestr != TypeStr<T>::value) refuse(name, " has typestr " + typestr + ", expected " + TypeStr<T>::value);
+    const std::string type = py::str(cai["typestr"]);
+    if (type != typestr<T>()) refuse(name, " has typestr " + type + ", expected " + typestr<T>());
     const py::tuple shape = cai["shape"];
     int64_t n = 1;
     for (const auto& d : shape) n = fusetrain::checked_mul(n, d.cast<int64_t>(), name);
@@ -79,12 +67,12 @@ class Cuda {
     return n;
   }
 
-  // kernel(stream) with the GIL released: the trailing stream selects the GPU overload.
-  template <class Kernel>
-  auto launch(Kernel&& kernel) {
-    const cudaStream_t stream = stream_;
+  // kernel(args..., stream) with the GIL released: the trailing stream selects the GPU overload.
+  template <class Kernel, class... A>
+  auto run(Kernel&& kernel, std::tuple<A...> args) {
+    auto with_stream = std::tuple_cat(args, std::make_tuple(stream_));
     py::gil_scoped_release nogil;
-    return kernel(stream);
+    return std::apply(kernel, with_stream);
   }
 
  private:

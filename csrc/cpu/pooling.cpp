@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <string>
 
 #include "fusetrain/common.h"
@@ -75,30 +74,12 @@ void max_pool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const
       const float* xp = x + p * HW;
       float* yp = y + p * OHW;
       int32_t* ip = idx + p * OHW;
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const int64_t h0 = oh * g.SH - g.PH;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t w0 = ow * g.SW - g.PW;
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t bi = -1;
-          for (int64_t kh = 0; kh < g.KH; ++kh) {
-            const int64_t ih = h0 + kh * g.DH;
-            if (ih < 0 || ih >= g.H) continue;
-            for (int64_t kw = 0; kw < g.KW; ++kw) {
-              const int64_t iw = w0 + kw * g.DW;
-              if (iw < 0 || iw >= g.W) continue;
-              const float v = xp[ih * g.W + iw];
-              if (bi < 0) bi = ih * g.W + iw;  // a window of -inf still points inside the plane
-              if (max_pool_takes(v, best)) {
-                best = v;
-                bi = ih * g.W + iw;
-              }
-            }
-          }
-          yp[oh * g.OW + ow] = best;
-          ip[oh * g.OW + ow] = int32_t(bi);  // -1: the window lies wholly in the padding
+          const MaxPick<int64_t> best = max_pool_window(xp, oh, ow, g);
+          yp[oh * g.OW + ow] = best.value;
+          ip[oh * g.OW + ow] = int32_t(best.index);
         }
-      }
     }
   });
 }

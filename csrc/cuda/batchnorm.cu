@@ -54,10 +54,7 @@ __device__ __forceinline__ float dy_through(float dy, float y, bool relu, float 
 
 // Sums of (dy', dy'*(x - mean)) per channel; vec as in StatsTerms.
 struct GradTerms {
-  const float* dy;
-  const float* x;
-  const float* y;
-  const float* mean;
+  const float *dy, *x, *y, *mean;
   bool relu;
   float ds;
   bool vec;

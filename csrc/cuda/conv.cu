@@ -100,18 +100,21 @@ void col2im2d(const float* col, float* dx, int64_t N, int64_t C, const Window2d&
 
 namespace {
 
-// dst (N, C, S) from src (C, N*S), plus bias[c] when given (a plain copy otherwise, so -0.0 stays).
-struct CnToNc {
-  const float* src;
-  const float* bias;
+// One element of a move between the batch-major (N, C, S) and channel-major (C, N*S) layouts, one
+// thread per dst element: kToNc writes batch-major from channel-major, adding bias[c] when given (a
+// plain copy otherwise, so -0.0 stays); else channel-major from batch-major.
+template <bool kToNc>
+struct LayoutMove {
+  const float *src, *bias;
   float* dst;
   int64_t N, C, S;
   __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t plane, s, n, c;
+    int64_t plane, s, outer, inner;
     divmod(e, S, plane, s);
-    divmod(plane, C, n, c);
-    const float v = src[(c * N + n) * S + s];
-    dst[e] = bias ? v + bias[c] : v;
+    divmod(plane, kToNc ? C : N, outer, inner);
+    const int64_t n = kToNc ? outer : inner, c = kToNc ? inner : outer;
+    const float v = src[kToNc ? (c * N + n) * S + s : (n * C + c) * S + s];
+    dst[e] = kToNc && bias ? v + bias[c] : v;
   }
 };
 
@@ -120,24 +123,10 @@ struct CnToNc {
 void cn_to_nc(const float* src, const float* bias, float* dst, int64_t N, int64_t C, int64_t S,
               cudaStream_t stream) {
   check_layout_sizes(N, C, S, "cn_to_nc");
-  const int64_t n = N * C * S;
-  launch_each(CnToNc{src, bias, dst, N, C, S}, n, stream, "cn_to_nc");
+  launch_each(LayoutMove<true>{src, bias, dst, N, C, S}, N * C * S, stream, "cn_to_nc");
 }
 
 namespace {
-
-// dst (C, N*S) from src (N, C, S): a plain copy, one thread per dst element.
-struct NcToCn {
-  const float* src;
-  float* dst;
-  int64_t N, C, S;
-  __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t plane, s, c, n;
-    divmod(e, S, plane, s);
-    divmod(plane, N, c, n);
-    dst[e] = src[(n * C + c) * S + s];
-  }
-};
 
 // The same copy while summing each channel (for the bias gradient), driven by common.cuh's
 // channel reductions: span() for S > 1 (channel planes), quad() for S == 1 (column tiles).
@@ -180,7 +169,7 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
   const int64_t n = N * C * S;
   const char* name = "nc_to_cn";
   if (dbias == nullptr) {
-    launch_each(NcToCn{src, dst, N, C, S}, n, stream, name);
+    launch_each(LayoutMove<false>{src, nullptr, dst, N, C, S}, n, stream, name);
     return;
   }
   if (n == 0) return;  // nothing to move, and the sums are 0

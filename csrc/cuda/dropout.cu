@@ -20,10 +20,9 @@ using DropArgs = DropoutArgs;
 // x, y: (N, F) flat, y may alias x; bias: (F,) or null.
 template <Act A, bool kDrop>
 struct EpilogueForward {
-  const float* x;
-  const float* bias;
-  float* y;
   int64_t F;
+  const float *x, *bias;
+  float* y;
   float slope;
   DropArgs d;
   bool vec;
@@ -49,8 +48,10 @@ void forward_act(const float* x, const float* bias, float* y, int64_t N, int64_t
                  double p, const DropArgs& d, cudaStream_t stream) {
   const bool vec = aligned16({x, y});
   const char* name = "bias_act_dropout_forward";
-  if (p > 0.0) launch_quads(EpilogueForward<A, true>{x, bias, y, F, slope, d, vec}, N * F, stream, name);
-  else launch_quads(EpilogueForward<A, false>{x, bias, y, F, slope, d, vec}, N * F, stream, name);
+  if (p > 0.0)
+    launch_quads(EpilogueForward<A, true>{F, x, bias, y, slope, d, vec}, N * F, stream, name);
+  else
+    launch_quads(EpilogueForward<A, false>{F, x, bias, y, slope, d, vec}, N * F, stream, name);
 }
 
 // ---- backward ---------------------------------------------------------------------------
@@ -58,8 +59,7 @@ void forward_act(const float* x, const float* bias, float* y, int64_t N, int64_t
 // dx = dy * keep/(1-p) * act'(pre), act' computed from the forward output y. dx may alias dy.
 template <Act A, MaskFrom M>
 struct EpilogueBackward {
-  const float* dy;
-  const float* y;
+  const float *dy, *y;
   float* dx;
   float slope;
   DropArgs d;

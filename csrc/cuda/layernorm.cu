@@ -73,10 +73,7 @@ layernorm_backward_kernel(const float* dy, const float* x, const float* w, const
 
 // Column sums of (dy * xhat, dy) for dw and db.
 struct ParamTerms {
-  const float* dy;
-  const float* x;
-  const float* mean;
-  const float* rstd;
+  const float *dy, *x, *mean, *rstd;
   bool vec;
   __device__ __forceinline__ void quad(int64_t r, int64_t, int64_t e0, int cnt, double2 (&acc)[4]) const {
     float g[4], xv[4];

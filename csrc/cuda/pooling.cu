@@ -11,9 +11,9 @@ namespace fusetrain {
 
 using namespace gpu;
 
-// ---- max pooling ----------------------------------------------------------------------------
-
 namespace {
+
+// ---- max pooling ----------------------------------------------------------------------------
 
 // y, idx (P, OH, OW) over x (P, H, W): the CPU kernel's scan (first NaN wins, ties keep the
 // first, padding is -inf; a window of -inf points at its first pixel, one wholly in the padding
@@ -24,42 +24,12 @@ struct MaxPoolForward {
   int32_t* idx;
   Geom g;
   __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t p, o;
-    divmod(e, g.ohw(), p, o);
-    const int oh = int(o) / g.OW, ow = int(o) - oh * g.OW;
-    const float* xp = x + p * g.hw();
-    const int h0 = oh * g.SH - g.PH, w0 = ow * g.SW - g.PW;
-    float best = -INFINITY;
-    int bi = -1;
-    for (int kh = 0; kh < g.KH; ++kh) {
-      const int ih = h0 + kh * g.DH;
-      if (ih < 0 || ih >= g.H) continue;
-      for (int kw = 0; kw < g.KW; ++kw) {
-        const int iw = w0 + kw * g.DW;
-        if (iw < 0 || iw >= g.W) continue;
-        const int at = ih * g.W + iw;
-        const float v = xp[at];
-        if (bi < 0) bi = at;
-        if (max_pool_takes(v, best)) {
-          best = v;
-          bi = at;
-        }
-      }
-    }
-    y[e] = best;
-    idx[e] = bi;
+    const auto [p, oh, ow] = g.output_of(e);
+    const MaxPick<int> best = max_pool_window(x + p * g.hw(), oh, ow, g);
+    y[e] = best.value;
+    idx[e] = best.index;
   }
 };
-
-}  // namespace
-
-void max_pool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g, cudaStream_t stream) {
-  check_pool_planes(P);
-  const Geom geom = checked(g);
-  launch_each(MaxPoolForward{x, y, idx, geom}, P * geom.ohw(), stream, "max_pool2d_forward");
-}
-
-namespace {
 
 // dx (P, H, W): each pixel gathers dy of the windows containing it whose index names it, in
 // increasing output order (the CPU's order of += into dx, so the bits equal its bits). For a
@@ -70,9 +40,7 @@ struct MaxPoolBackward {
   float* dx;
   Geom g;
   __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t p, pix;
-    divmod(e, g.hw(), p, pix);
-    const int ih = int(pix) / g.W, iw = int(pix) - ih * g.W;
+    const auto [p, ih, iw] = g.pixel_of(e);
     const float* dyp = dy + p * g.ohw();
     const int32_t* ip = idx + p * g.ohw();
     float acc = 0.0f;
@@ -87,25 +55,14 @@ struct MaxPoolBackward {
         const int ow = tw / g.SW;
         if (ow >= g.OW) break;
         const int o = oh * g.OW + ow;
-        if (ip[o] == int32_t(pix)) acc += dyp[o];
+        if (ip[o] == ih * g.W + iw) acc += dyp[o];
       }
     }
     dx[e] = acc;
   }
 };
 
-}  // namespace
-
-void max_pool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P, const Window2d& g,
-                         cudaStream_t stream) {
-  check_pool_planes(P);
-  const Geom geom = checked(g);
-  launch_each(MaxPoolBackward{dy, idx, dx, geom}, P * geom.hw(), stream, "max_pool2d_backward");
-}
-
 // ---- average pooling ------------------------------------------------------------------------
-
-namespace {
 
 __device__ __forceinline__ AvgWindow<int> avg_window(const Geom& g, int oh, int ow, bool count_include_pad) {
   return avg_pool_window<int>(oh, ow, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, count_include_pad);
@@ -118,9 +75,7 @@ struct AvgPoolForward {
   Geom g;
   bool count_include_pad;
   __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t p, o;
-    divmod(e, g.ohw(), p, o);
-    const int oh = int(o) / g.OW, ow = int(o) - oh * g.OW;
+    const auto [p, oh, ow] = g.output_of(e);
     const AvgWindow<int> a = avg_window(g, oh, ow, count_include_pad);
     const float* xp = x + p * g.hw();
     double s = 0.0;
@@ -129,17 +84,6 @@ struct AvgPoolForward {
     y[e] = float(s) * a.inv;
   }
 };
-
-}  // namespace
-
-void avg_pool2d_forward(const float* x, float* y, int64_t P, const Window2d& g, bool count_include_pad,
-                        cudaStream_t stream) {
-  check_avg_pool(P, g);
-  const Geom geom = checked(g);
-  launch_each(AvgPoolForward{x, y, geom, count_include_pad}, P * geom.ohw(), stream, "avg_pool2d_forward");
-}
-
-namespace {
 
 // dx (P, H, W): each pixel gathers dy/divisor over the windows containing it, in output order.
 // Window oh covers rows [oh*SH - PH, oh*SH - PH + KH), so ih lies in windows
@@ -155,9 +99,7 @@ struct AvgPoolBackward {
     hi = min((i + P) / S, O - 1);
   }
   __device__ __forceinline__ void operator()(int64_t e) const {
-    int64_t p, pix;
-    divmod(e, g.hw(), p, pix);
-    const int ih = int(pix) / g.W, iw = int(pix) - ih * g.W;
+    const auto [p, ih, iw] = g.pixel_of(e);
     int oh0, oh1, ow0, ow1;
     windows(ih, g.PH, g.KH, g.SH, g.OH, oh0, oh1);
     windows(iw, g.PW, g.KW, g.SW, g.OW, ow0, ow1);
@@ -169,18 +111,7 @@ struct AvgPoolBackward {
   }
 };
 
-}  // namespace
-
-void avg_pool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g, bool count_include_pad,
-                         cudaStream_t stream) {
-  check_avg_pool(P, g);
-  const Geom geom = checked(g);
-  launch_each(AvgPoolBackward{dy, dx, geom, count_include_pad}, P * geom.hw(), stream, "avg_pool2d_backward");
-}
-
 // ---- adaptive average pooling ---------------------------------------------------------------
-
-namespace {
 
 struct AdaptiveForward {
   const float* x;
@@ -200,16 +131,6 @@ struct AdaptiveForward {
     y[e] = cnt > 0 ? float(s / double(cnt)) : 0.0f;
   }
 };
-
-}  // namespace
-
-void adaptive_avg_pool2d_forward(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                                 cudaStream_t stream) {
-  check_adaptive_pool(P, H, W, OH, OW);
-  launch_each(AdaptiveForward{x, y, H, W, OH, OW}, P * OH * OW, stream, "adaptive_avg_pool2d_forward");
-}
-
-namespace {
 
 // dx (P, H, W): each pixel gathers dy/count over the bins containing it, in output order (the
 // CPU's order of +=, so the bits equal its bits). Pixel i lies in bins floor(i*out/in) ..
@@ -246,6 +167,35 @@ struct AdaptiveBackward {
 };
 
 }  // namespace
+
+void max_pool2d_forward(const float* x, float* y, int32_t* idx, int64_t P, const Window2d& g, cudaStream_t stream) {
+  check_pool_planes(P);
+  launch_each(MaxPoolForward{x, y, idx, checked(g)}, P * g.OH * g.OW, stream, "max_pool2d_forward");
+}
+
+void max_pool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t P, const Window2d& g,
+                         cudaStream_t stream) {
+  check_pool_planes(P);
+  launch_each(MaxPoolBackward{dy, idx, dx, checked(g)}, P * g.H * g.W, stream, "max_pool2d_backward");
+}
+
+void avg_pool2d_forward(const float* x, float* y, int64_t P, const Window2d& g, bool count_include_pad,
+                        cudaStream_t stream) {
+  check_avg_pool(P, g);
+  launch_each(AvgPoolForward{x, y, checked(g), count_include_pad}, P * g.OH * g.OW, stream, "avg_pool2d_forward");
+}
+
+void avg_pool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& g, bool count_include_pad,
+                         cudaStream_t stream) {
+  check_avg_pool(P, g);
+  launch_each(AvgPoolBackward{dy, dx, checked(g), count_include_pad}, P * g.H * g.W, stream, "avg_pool2d_backward");
+}
+
+void adaptive_avg_pool2d_forward(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                 cudaStream_t stream) {
+  check_adaptive_pool(P, H, W, OH, OW);
+  launch_each(AdaptiveForward{x, y, H, W, OH, OW}, P * OH * OW, stream, "adaptive_avg_pool2d_forward");
+}
 
 void adaptive_avg_pool2d_backward(const float* dy, float* dx, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                   cudaStream_t stream) {

@@ -9,11 +9,28 @@
 namespace fusetrain {
 namespace gpu {
 
+struct PlanePoint {
+  int64_t plane;
+  int row, col;
+};
+
 // Window2d narrowed to int for the kernels (window2d_init bounds every in-plane value).
 struct Geom {
   int H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW;
   __host__ __device__ int64_t hw() const { return int64_t(H) * W; }
   __host__ __device__ int64_t ohw() const { return int64_t(OH) * OW; }
+  // Element e of (planes, OH, OW) outputs: its plane and position (row, column).
+  __device__ __forceinline__ PlanePoint output_of(int64_t e) const { return point(e, ohw(), OW); }
+  // Element e of (planes, H, W) inputs: its plane and pixel.
+  __device__ __forceinline__ PlanePoint pixel_of(int64_t e) const { return point(e, hw(), W); }
+
+ private:
+  __device__ __forceinline__ static PlanePoint point(int64_t e, int64_t plane_size, int width) {
+    int64_t p, at;
+    divmod(e, plane_size, p, at);
+    const int row = int(at) / width;
+    return PlanePoint{p, row, int(at) - row * width};
+  }
 };
 
 // Re-checks a caller's geometry (its OH/OW included), so a stale Window2d cannot send a kernel

@@ -3,6 +3,8 @@
 // Input gradients are overwritten (=). reference: torch.nn.functional.max_pool2d, avg_pool2d,
 // adaptive_avg_pool2d.
 #pragma once
+#include <math.h>
+
 #include <cstdint>
 
 #include "fusetrain/window.h"
@@ -51,6 +53,31 @@ inline void check_adaptive_pool(int64_t P, int64_t H, int64_t W, int64_t OH, int
 
 // Whether a max-pooling scan takes v over the best so far: greater, or the first NaN.
 FT_HOST_DEVICE bool max_pool_takes(float v, float best) { return v > best || (v != v && best == best); }
+
+// The max of output (oh, ow)'s window over the plane xp (G: a window geometry whose fields are of
+// the caller's index type I), padding being -inf: its value, and the flat index of the pixel
+// chosen. A window of -inf points at its first pixel, one wholly in the padding at -1.
+template <class I>
+struct MaxPick {
+  float value;
+  I index;
+};
+
+template <class I, class G>
+FT_HOST_DEVICE MaxPick<I> max_pool_window(const float* xp, I oh, I ow, const G& g) {
+  MaxPick<I> best{-INFINITY, I(-1)};
+  for (I kh = 0; kh < g.KH; ++kh) {
+    const I ih = oh * g.SH - g.PH + kh * g.DH;
+    if (ih < 0 || ih >= g.H) continue;
+    for (I kw = 0; kw < g.KW; ++kw) {
+      const I iw = ow * g.SW - g.PW + kw * g.DW;
+      if (iw < 0 || iw >= g.W) continue;
+      const I at = ih * g.W + iw;
+      if (best.index < 0 || max_pool_takes(xp[at], best.value)) best = MaxPick<I>{xp[at], at};
+    }
+  }
+  return best;
+}
 
 // Window [h0, h1) x [w0, w1) of output (oh, ow) clipped to the input, and 1/divisor: the divisor
 // counts the window clipped to the padded input (count_include_pad) or only its real pixels.
