@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ._common import skip_input_grad
+from ._common import ready
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -52,5 +52,4 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, num_classes, init=init))
         super().__init__(*layers)
         self.in_features, self.hidden, self.num_classes = in_features, hidden, num_classes
-        skip_input_grad(self)
-        self.flatten_parameters()
+        ready(self)

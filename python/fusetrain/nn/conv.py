@@ -13,12 +13,12 @@ from ..ops import _check
 from ..ops.window import window_out_size
 from . import inference
 from . import init as _init
-from .linear import check_dtype
+from ._inputs import check_array, check_dtype
 from .module import Module
 from .parameter import Parameter
 
 
-class _ConvNd(Module):
+class _ConvNd(inference.Compiled, Module):
     _dims = 2
     _shape_doc = ""
 
@@ -58,10 +58,7 @@ class _ConvNd(Module):
         self.input_grad = True
         self.weight = Parameter(np.zeros((self.out_channels, self.in_channels // self.groups) + self.kernel_size),
                                 dtype=dtype)
-        if bias:
-            self.bias = Parameter(np.zeros(self.out_channels), dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.zeros(self.out_channels), dtype=dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -73,8 +70,7 @@ class _ConvNd(Module):
             _init.uniform_(self.bias, -bound, bound)
 
     def _geometry(self, x):
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{self!r}: expected an array input, got {type(x).__name__}")
+        check_array(self, x)
         if x.ndim != self._dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected input of shape {self._shape_doc} with C={self.in_channels}, "
                              f"got shape {tuple(x.shape)}")
@@ -83,23 +79,14 @@ class _ConvNd(Module):
                      for n, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding,
                                               self.dilation))
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         """One kernel: the convolution with its bias, a following eval BatchNorm and activation."""
-        from .normalization import BatchNorm1d, BatchNorm2d  # noqa: PLC0415 (normalization imports linear)
-
         x = b.value(src)
         out_sp = self._geometry(x)
         bias = self.bias.data if self.bias is not None else None
         if not inference.float32(self.weight.data, bias):
             return None
-        bn, (act, slope), n = inference.absorb_epilogue(following, self.out_channels,
-                                                        (BatchNorm2d,) if self._dims == 2 else (BatchNorm1d,))
+        bn, (act, slope), n = inference.absorb_epilogue(following, self.out_channels, self._dims + 2)
         N = x.shape[0]
         w = self.weight.data
         geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
@@ -132,11 +119,9 @@ class _ConvNd(Module):
         return y
 
     def backward(self, grad_output):
-        cache = self.__dict__.pop("_cache", None)
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward() (or twice for one forward: "
-                               "backward consumes the saved columns)")
-        x_shape, col, work = cache
+        # backward consumes the saved columns: a second backward of one forward finds none
+        x_shape, col, work = self._saved()
+        del self.__dict__["_cache"]
         w = self.weight.data
         gx = self._buffer("gx", x_shape, w) if self.input_grad else None
         bwd = ops.conv2d_backward if self._dims == 2 else ops.conv1d_backward

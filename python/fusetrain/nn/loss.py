@@ -20,6 +20,13 @@ class _Loss(Module):
         super().__init__()
         self.reduction = _reduction(reduction)
 
+    def backward(self, grad_output=1.0):
+        """d(loss)/d(pred), times ``grad_output`` (the upstream scalar gradient)."""
+        grad = self.__dict__.get("_cache")
+        if grad is None:
+            raise RuntimeError(f"{type(self).__name__}: backward() called before computing a loss")
+        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
+
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
@@ -38,13 +45,6 @@ class CrossEntropyLoss(_Loss):
         loss, grad = ops.softmax_cross_entropy(logits, target, reduction=self.reduction, grad_input=grad)
         self._cache = grad
         return loss
-
-    def backward(self, grad_output=1.0):
-        """d(loss)/d(logits), times ``grad_output`` (the upstream scalar gradient)."""
-        grad = self.__dict__.get("_cache")
-        if grad is None:
-            raise RuntimeError("CrossEntropyLoss: backward() called before computing a loss")
-        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
 
 
 class MSELoss(_Loss):
@@ -69,9 +69,3 @@ class MSELoss(_Loss):
         diff *= diff.dtype.type(scale)
         self._cache = diff
         return loss
-
-    def backward(self, grad_output=1.0):
-        grad = self.__dict__.get("_cache")
-        if grad is None:
-            raise RuntimeError("MSELoss: backward() called before computing a loss")
-        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)

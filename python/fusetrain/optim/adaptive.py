@@ -20,9 +20,7 @@ class Adagrad(Optimizer):
             g[name] = hyper(g[name], name)
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "sum" not in state:
-            state["step"] = 0
-            state["sum"] = self._zeros(data, g["initial_accumulator_value"])
+        self._init_state(state, data, "sum", fill=g["initial_accumulator_value"])
         state["step"] += 1
         kernels.adagrad_update(data, grad, state["sum"], lr=g["lr"], step=state["step"], lr_decay=g["lr_decay"],
                                weight_decay=g["weight_decay"], eps=g["eps"], grad_scale=grad_scale)
@@ -42,13 +40,8 @@ class RMSprop(Optimizer):
         g["centered"] = bool(g["centered"])
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "square_avg" not in state:
-            state["step"] = 0
-            state["square_avg"] = self._zeros(data)
-        if g["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = self._zeros(data)
-        if g["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = self._zeros(data)
+        optional = (("grad_avg",) if g["centered"] else ()) + (("momentum_buffer",) if g["momentum"] > 0 else ())
+        self._init_state(state, data, "square_avg", *optional)
         state["step"] += 1
         kernels.rmsprop_update(data, grad, state["square_avg"], state["grad_avg"] if g["centered"] else None,
                                state["momentum_buffer"] if g["momentum"] > 0 else None, lr=g["lr"], alpha=g["alpha"],
@@ -76,12 +69,7 @@ class Adam(Optimizer):
         g["amsgrad"] = bool(g["amsgrad"])
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "exp_avg" not in state:
-            state["step"] = 0
-            state["exp_avg"] = self._zeros(data)
-            state["exp_avg_sq"] = self._zeros(data)
-        if g["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = self._zeros(data)
+        self._init_state(state, data, "exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if g["amsgrad"] else ()))
         state["step"] += 1
         b1, b2 = g["betas"]
         kernels.adam_update(data, grad, state["exp_avg"], state["exp_avg_sq"],
