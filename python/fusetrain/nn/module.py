@@ -18,7 +18,7 @@ from .. import backend
 from . import inference
 from .arena import Arena
 from .parameter import Parameter, _as_array
-from .passes import Scratch, calls, enter_forward, exit_forward, hand_out
+from .passes import Scratch, _passes, calls, enter_forward, exit_forward, hand_out
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 _MISSING = object()
@@ -190,12 +190,15 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
     def __call__(self, *args, **kwargs):
-        top = calls.depth == 0
-        enter_forward()
+        c = calls
+        top = c.depth == 0
+        if top:
+            c.serial = next(_passes)
+        c.depth += 1
         try:
             out = self.forward(*args, **kwargs)
         finally:
-            exit_forward()
+            c.depth -= 1
         if top:
             hand_out(out)
         return out

@@ -65,16 +65,15 @@ class Scratch:
     states refer to them) until the next pass starts."""
 
     _KEEP = 4  # arrays kept per key (shapes change at a short last batch; a module may be shared)
-    _owners = weakref.WeakValueDictionary()  # id(array) -> the Scratch holding it, for hand_out
+    _owners: dict = {}  # id(array) -> weak reference to the Scratch holding it, for hand_out
 
-    __slots__ = ("arrays", "used", "__weakref__")
+    __slots__ = ("entries", "__weakref__")
 
     def __init__(self):
-        self.arrays: dict[str, list] = {}
-        self.used: dict[int, int] = {}  # id(array) -> the pass that last took it
+        self.entries: dict[str, list] = {}  # key -> [[array, the pass that last took it], ...]
 
     def __getitem__(self, key):
-        return self.arrays[key]
+        return [e[0] for e in self.entries[key]]
 
     def __deepcopy__(self, memo):
         return Scratch()  # a copied module starts with no scratch (it is never read before written)
@@ -82,35 +81,39 @@ class Scratch:
     def __reduce__(self):
         return Scratch, ()
 
+    def __del__(self):
+        for entries in self.entries.values():
+            for e in entries:
+                Scratch._owners.pop(id(e[0]), None)
+
     def take(self, key, shape, dtype):
         """An array of shape and dtype under key, not yet taken in this pass."""
         serial = calls.serial
-        arrays = self.arrays.setdefault(key, [])
-        for a in arrays:
-            if self.used[id(a)] != serial and a.shape == shape and a.dtype == dtype:
-                self.used[id(a)] = serial
+        entries = self.entries.get(key)
+        if entries is None:
+            entries = self.entries[key] = []
+        for e in entries:
+            a = e[0]
+            if e[1] != serial and a.shape == shape and a.dtype == dtype:
+                e[1] = serial
                 return a
         a = np.empty(shape, dtype=dtype)
-        if len(arrays) >= self._KEEP:
-            self._forget(arrays[0])
-        arrays.append(a)
-        self.used[id(a)] = serial
-        Scratch._owners[id(a)] = self
+        if len(entries) >= self._KEEP:
+            self._forget(entries[0][0])
+        entries.append([a, serial])
+        Scratch._owners[id(a)] = weakref.ref(self)
         return a
 
     def clear(self) -> None:
-        for arrays in list(self.arrays.values()):
-            for a in list(arrays):
-                self._forget(a)
-        self.arrays.clear()
+        self.__del__()
+        self.entries.clear()
 
     def _forget(self, a) -> None:
-        for arrays in self.arrays.values():
-            for i, b in enumerate(arrays):
-                if b is a:
-                    del arrays[i]
-                    del self.used[id(a)]
-                    Scratch._owners.pop(id(a), None)
+        for entries in self.entries.values():
+            for i, e in enumerate(entries):
+                if e[0] is a:
+                    del entries[i]
+                    del Scratch._owners[id(a)]
                     return
 
 
@@ -119,6 +122,7 @@ def hand_out(value) -> None:
     view was taken of, if it is a view) leaves the pool of the module that lent it."""
     base = getattr(value, "base", None)
     array = base if isinstance(base, np.ndarray) else value
-    owner = Scratch._owners.get(id(array))
+    ref = Scratch._owners.get(id(array))
+    owner = ref() if ref is not None else None
     if owner is not None:
         owner._forget(array)

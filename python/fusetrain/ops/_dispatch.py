@@ -30,6 +30,8 @@ def kernel(name: str, like):
     """The compiled function `name` for arrays on like's device: _cuda's for a CuPy array (it reads
     each array's pointer, size and CuPy's current stream from __cuda_array_interface__, so the
     kernel is ordered with CuPy's own work), else _core's."""
+    if type(like) is np.ndarray:
+        return getattr(backend._core, name)
     return getattr(backend._cuda if on_cuda(like) else backend._core, name)
 
 
