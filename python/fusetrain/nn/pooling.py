@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, ops
-from ..ops import prepared
-from ..ops._check import ints
+from ..ops import _check, prepared
 from ..ops.pooling import nonempty_planes
 from ..ops.window import window_out_size
 from . import inference
@@ -27,7 +26,7 @@ def _geometry(name, dims, **args):
     its least value; raises naming the layer and the argument."""
     lows = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
     try:
-        return {arg: ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
+        return {arg: _check.ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -172,7 +171,7 @@ class AdaptiveAvgPool2d(inference.Compiled, Module):
     def __init__(self, output_size):
         super().__init__()
         sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * self._dims
-        valid = [v is None or (not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1) for v in sizes]
+        valid = [v is None or (_check.is_int(v) and v >= 1) for v in sizes]
         if len(sizes) != self._dims or not all(valid):
             raise ValueError(f"{type(self).__name__}: output_size must be an int >= 1, None or a sequence of "
                              f"{self._dims} of them, got {output_size!r}")

@@ -27,15 +27,6 @@ _NON_NEGATIVE = {"_step_count", "patience", "cooldown", "cooldown_counter", "num
 _CHOICES = {"mode": ("min", "max"), "threshold_mode": ("rel", "abs")}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
-        and not math.isnan(v)
-
-
 def _check_like(saved, current, where):
     """Raises ValueError/TypeError naming the entry unless ``saved`` has the entries of
     ``current`` (a scheduler's own state), each of the same kind: bools, ints, real numbers,
@@ -53,14 +44,14 @@ def _check_like(saved, current, where):
         for x, c in zip(items if items is not None else [v], cur if items is not None else [cur]):
             if isinstance(c, bool):
                 ok = isinstance(x, (bool, np.bool_))
-            elif _is_int(c):
-                ok = _is_int(x)
+            elif _check.is_int(c):
+                ok = _check.is_int(x)
             elif isinstance(c, (float, np.floating)):
-                ok = _is_real(x)
+                ok = _check.is_real(x)
             elif isinstance(c, str):
                 ok = isinstance(x, str) and x in _CHOICES.get(k, (x,))
             elif isinstance(c, dict):
-                ok = isinstance(x, dict) and all(_is_int(a) and _is_int(b) for a, b in x.items())
+                ok = isinstance(x, dict) and all(_check.is_int(a) and _check.is_int(b) for a, b in x.items())
             else:
                 ok = True
             if not ok:
