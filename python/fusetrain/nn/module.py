@@ -10,17 +10,14 @@ run in reverse order as for any network, each use their own call's state.
 """
 from __future__ import annotations
 
-from collections import namedtuple
-
 import numpy as np
 
 from .. import backend
-from . import inference
+from . import inference, state
 from .arena import Arena
-from .parameter import Parameter, _as_array
-from .passes import Scratch, _passes, calls, enter_forward, exit_forward, hand_out
+from .parameter import Parameter
+from .passes import Scratch, _passes, calls, hand_out, replaying_backward
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 _MISSING = object()
 
 
@@ -37,7 +34,7 @@ class Module:
         super().__init_subclass__(**kwargs)
         bw = cls.__dict__.get("backward")
         if bw is not None and not getattr(bw, "_replays", False):
-            cls.backward = _replaying_backward(bw)
+            cls.backward = replaying_backward(bw)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
@@ -286,53 +283,11 @@ class Module:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    # ---------------------------------------------------------------- devices and dtypes
+    # ---------------------------------------------------------------- devices, dtypes and state
     def to(self, device=None, dtype=None):
         """Move parameters and buffers to ``"cpu"`` or ``"cuda"`` and/or cast floating ones to
         ``dtype``. Parameters are re-packed into one arena; build optimizers afterwards."""
-        if device is not None:
-            device = str(device)
-            if device.startswith("cuda"):
-                if not backend.cuda_available():
-                    raise RuntimeError("to('cuda') needs fusetrain's CUDA module, CuPy and a visible GPU; "
-                                       "fusetrain.cuda_available() is False")
-                device = "cuda"
-            elif device != "cpu":
-                raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        params = list(self.parameters())
-        if dtype is not None:
-            dtype = np.dtype(dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"dtype must be a floating type, got {dtype.name}")
-            for p in params:
-                if p.dtype != dtype:
-                    data = p.data.astype(dtype)
-                    p._bind(data, backend.array_module(data).zeros_like(data))
-        if params:
-            Arena(params, device=device)
-        for m in self.modules():
-            for name, v in list(m.__dict__.items()):  # unregistered Parameters (e.g. weight_norm's weight)
-                if isinstance(v, Parameter):
-                    data = v.data.astype(dtype) if dtype is not None else v.data
-                    if device == "cuda" and not backend.is_cuda_array(data):
-                        data = backend.cupy_module().asarray(data)
-                    elif device == "cpu" and backend.is_cuda_array(data):
-                        data = data.get()
-                    v._bind(data, backend.array_module(data).zeros_like(data))
-            for name, b in list(m._buffers.items()):
-                if b is None:
-                    continue
-                if dtype is not None and b.dtype.kind == "f":
-                    b = b.astype(dtype)
-                if device == "cuda" and not backend.is_cuda_array(b):
-                    b = backend.cupy_module().asarray(b)
-                elif device == "cpu" and backend.is_cuda_array(b):
-                    b = b.get()
-                m._buffers[name] = b
-            m._scratch.clear()
-            m._drop_caches()
-        inference.bump()
-        return self
+        return state.move(self, device, dtype)
 
     def double(self):
         return self.to(dtype=np.float64)
@@ -340,73 +295,16 @@ class Module:
     def float(self):
         return self.to(dtype=np.float32)
 
-    # ---------------------------------------------------------------- state dict
     def state_dict(self, prefix: str = "") -> dict:
         """Copies of every parameter and persistent buffer as NumPy arrays, under PyTorch's keys
         (own parameters, own buffers, then each child under ``"<child name>."``)."""
-        out = {}
-        self._save_to(out, prefix)
-        return out
-
-    def _save_to(self, out, prefix):
-        for name, p in self._parameters.items():
-            if p is not None:
-                out[prefix + name] = _host_copy(p.data)
-        for name, b in self._buffers.items():
-            if b is not None and name not in self._non_persistent:
-                out[prefix + name] = _host_copy(b)
-        for name, m in self._modules.items():
-            if m is not None:
-                m._save_to(out, prefix + name + ".")
-
-    def _state_targets(self):
-        """key -> (owner module, attribute name, kind) for everything state_dict saves."""
-        targets = {}
-        for mp, m in self.named_modules():
-            pre = mp + "." if mp else ""
-            for name, p in m._parameters.items():
-                if p is not None:
-                    targets.setdefault(pre + name, (m, name, "param"))
-            for name, b in m._buffers.items():
-                if b is not None and name not in m._non_persistent:
-                    targets.setdefault(pre + name, (m, name, "buffer"))
-        return targets
+        return state.state_dict(self, prefix)
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values from ``state_dict`` (NumPy arrays, or torch tensors) into this module's
         parameters and buffers in place. Raises RuntimeError listing missing/unexpected keys
         (when strict) and shape mismatches; returns (missing_keys, unexpected_keys)."""
-        if not hasattr(state_dict, "items"):
-            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        targets = self._state_targets()
-        missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
-        mismatched = []
-        for key, (m, name, kind) in targets.items():
-            if key not in state_dict:
-                continue
-            cur = m._parameters[name].data if kind == "param" else m._buffers[name]
-            shape = tuple(getattr(state_dict[key], "shape", np.shape(state_dict[key])))
-            if shape != tuple(cur.shape):
-                mismatched.append(f"{key}: expected shape {tuple(cur.shape)}, got {shape}")
-        problems = []
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-        if mismatched:
-            problems.append("shape mismatches: " + "; ".join(mismatched))
-        if problems:
-            raise RuntimeError(f"error(s) loading state_dict into {type(self).__name__}: " + " | ".join(problems))
-        for key, (m, name, kind) in targets.items():
-            if key not in state_dict:
-                continue
-            if kind == "param":
-                m._parameters[name].data = state_dict[key]
-            else:
-                cur = m._buffers[name]
-                cur[...] = _as_array(state_dict[key], cur.dtype, like=cur)
-        return IncompatibleKeys(missing, unexpected)
+        return state.load_state_dict(self, state_dict, strict)
 
     # ---------------------------------------------------------------- repr
     def extra_repr(self) -> str:
@@ -421,43 +319,3 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
-
-
-def _replaying_backward(backward):
-    """Wraps a subclass's backward: after a compiled eval forward (which saved nothing), replay that
-    forward through the layers' own forwards first; a backward after one that used the saved state
-    takes the state of the call before it, when the module was called more than once (Module._save).
-    The flag is set after the backward, so a subclass's backward calling super().backward()
-    takes it once. The input gradient a top-level backward returns is the caller's (hand_out)."""
-    def wrapped(self, *args, **kwargs):
-        d = self.__dict__
-        x = d.pop("_eval_input", None)
-        if x is not None:
-            with inference.replaying():
-                enter_forward()
-                try:
-                    self._forward(x) if hasattr(self, "_forward") else self.forward(x)
-                finally:
-                    exit_forward()
-        if d.get("_cache_used") and d.get("_cache_stack"):
-            d["_cache"] = d["_cache_stack"].pop()
-        d["_cache_used"] = False
-        top = calls.backward_depth == 0
-        calls.backward_depth += 1
-        try:
-            result = backward(self, *args, **kwargs)
-        finally:
-            calls.backward_depth -= 1
-        d["_cache_used"] = True
-        if top:
-            hand_out(result)
-        return result
-    wrapped.__name__, wrapped.__qualname__, wrapped.__doc__ = backward.__name__, backward.__qualname__, backward.__doc__
-    wrapped._replays = True
-    return wrapped
-
-
-def _host_copy(a):
-    if backend.is_cuda_array(a):
-        return a.get()
-    return np.array(a, copy=True)

@@ -10,6 +10,8 @@ import weakref
 
 import numpy as np
 
+from . import inference
+
 
 class _Calls(threading.local):
     """Module calls in progress in this thread. Everything one outermost call runs is one forward
@@ -126,3 +128,37 @@ def hand_out(value) -> None:
     owner = ref() if ref is not None else None
     if owner is not None:
         owner._forget(array)
+
+
+def replaying_backward(backward):
+    """Wraps a subclass's backward: after a compiled eval forward (which saved nothing), replay that
+    forward through the layers' own forwards first; a backward after one that used the saved state
+    takes the state of the call before it, when the module was called more than once (Module._save).
+    The flag is set after the backward, so a subclass's backward calling super().backward()
+    takes it once. The input gradient a top-level backward returns is the caller's (hand_out)."""
+    def wrapped(self, *args, **kwargs):
+        d = self.__dict__
+        x = d.pop("_eval_input", None)
+        if x is not None:
+            with inference.replaying():
+                enter_forward()
+                try:
+                    self._forward(x) if hasattr(self, "_forward") else self.forward(x)
+                finally:
+                    exit_forward()
+        if d.get("_cache_used") and d.get("_cache_stack"):
+            d["_cache"] = d["_cache_stack"].pop()
+        d["_cache_used"] = False
+        top = calls.backward_depth == 0
+        calls.backward_depth += 1
+        try:
+            result = backward(self, *args, **kwargs)
+        finally:
+            calls.backward_depth -= 1
+        d["_cache_used"] = True
+        if top:
+            hand_out(result)
+        return result
+    wrapped.__name__, wrapped.__qualname__, wrapped.__doc__ = backward.__name__, backward.__qualname__, backward.__doc__
+    wrapped._replays = True
+    return wrapped
