@@ -34,7 +34,7 @@ def machine() -> str:
         pass
     from fusetrain import _core
 
-    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} OpenMP threads"
+    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} fusetrain threads"
 
 
 def try_torch():
@@ -51,9 +51,9 @@ def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
     """Calls fn() warmup times, then repeats times (more if min_time seconds are not yet spent).
     Returns (median, p20, p80) in milliseconds.
 
-    It first pauses 0.1 s: threads of whatever ran before (fusetrain's OpenMP workers spin ~50 ms
-    after their last kernel, OpenBLAS's too) go to sleep, so no implementation is timed against
-    another's spinning threads."""
+    It first pauses 0.1 s: threads of whatever ran before (OpenBLAS's and torch's workers spin for
+    milliseconds after their last kernel, fusetrain's for ~50 us) go to sleep, so no implementation
+    is timed against another's spinning threads."""
     time.sleep(0.1)
     for _ in range(warmup):
         fn()

@@ -408,6 +408,7 @@ def test_dropout_masks_bitwise_identical_to_cpu(cp, n, seed, offset, p):
     keep = cp.empty(n, dtype=cp.uint8)
     backend._cuda.dropout_mask(keep, p, seed, offset)
     np.testing.assert_array_equal(_host(keep).view(bool), ops.dropout_mask(n, p, seed, offset))
+    np.testing.assert_array_equal(_host(ops.dropout_mask(n, p, seed, offset, like=keep)), _host(keep).view(bool))
 
 
 @gpu

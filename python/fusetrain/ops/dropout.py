@@ -36,14 +36,15 @@ def _bits(mask_bits, n, inplace):
     return mask_bits
 
 
-def dropout_mask(n, p, seed, offset):
-    """The boolean keep-mask (n,) that dropout draws for (seed, offset); for tests and inspection."""
+def dropout_mask(n, p, seed, offset, *, like=None):
+    """The boolean keep-mask (n,) that dropout draws for (seed, offset), on like's device (a numpy
+    array by default); the same bits on either device. For tests and inspection."""
     p = C.probability(p)
     seed, offset = C.seed_offset(seed, offset)
-    n = int(n)
+    n = C.integer(n, "n", lo=0)
     if use_numpy():
         return ref.dropout_keep(n, p, seed, offset)
-    keep = np.empty(n, dtype=np.uint8)
+    keep = empty(np.empty(0) if like is None else like, (n,), np.uint8)
     kernel("dropout_mask", keep)(keep, p, seed, offset)
     return keep.view(bool)
 
