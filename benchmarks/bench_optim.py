@@ -1,6 +1,7 @@
-"""Optimizer steps over ~18.9 M params in 26 tensors (PERFORMANCE.md's anchor): fusetrain's fused
+"""Optimizer steps over ~18.9 M params in 26 tensors (a ResNet-18-sized arena): fusetrain's fused
 update over one arena vs its NumPy twin, torch.optim (for-loop, foreach, fused) and a probe with
-the same memory streams. Also clip-by-global-norm folded into AdamW vs AdamW alone.
+the same memory streams. Also clip-by-global-norm folded into AdamW vs AdamW alone. Each step is
+first validated against the NumPy twin (parameters and state after one step).
 
     python benchmarks/bench_optim.py [--repeats N]
 """
@@ -10,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from common import Table, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -36,13 +37,25 @@ def main():
     shape = f"{n / 1e6:.2f}M params / 26 tensors"
     R = args.repeats
 
-    steps = {
-        "adam": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=0.0, step=10),
-        "adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10),
-        "sgd_momentum": lambda: ops.sgd_step(p, g, m, lr=1e-2, momentum=0.9),
-        "clip+adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10,
-                                            grad_scale=ops.clip_coef(ops.global_norm([g]), 1.0)),
-    }
+    def make_steps(p, m, v):
+        return {
+            "adam": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=0.0, step=10),
+            "adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10),
+            "sgd_momentum": lambda: ops.sgd_step(p, g, m, lr=1e-2, momentum=0.9),
+            "clip+adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10,
+                                                grad_scale=ops.clip_coef(ops.global_norm([g]), 1.0)),
+        }
+
+    def outputs(kind):
+        def run():
+            state = {"param": p.copy(), "m": m + 1e-3, "v": v + 1e-4}  # nonzero state: every term counts
+            make_steps(*state.values())[kind]()
+            return state
+        return run
+
+    steps = make_steps(p, m, v)
+    for kind in steps:
+        check_twin(kind, outputs(kind), rtol=1e-5, atol=1e-6)
 
     def numpy_twin(fn):
         def run():
