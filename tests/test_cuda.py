@@ -22,7 +22,7 @@ CUDA_FUNCTIONS = (
     "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "ema_update", "pow_sum", "scale_inplace",
     "clamp_inplace", "count_nonfinite", "batchnorm_forward_train", "batchnorm_forward_eval",
     "batchnorm_backward", "layernorm_forward", "layernorm_backward", "bias_act_dropout_forward",
-    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_cross_entropy", "im2col2d", "col2im2d",
+    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_cross_entropy", "mse_loss", "im2col2d", "col2im2d",
     "cn_to_nc", "nc_to_cn", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
     "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
 )
@@ -88,6 +88,8 @@ def test_cuda_host_checks_raise_before_any_launch():
                                    0.5, 0, 0)
     with pytest.raises(ValueError, match="K >= 1"):
         cu.softmax_cross_entropy(_d(0), _d(3, typestr="<i8"), None, 3, 0, 1.0)
+    with pytest.raises(ValueError, match="target has 3 elements, expected 4"):
+        cu.mse_loss(_d(4), _d(3), None, 0.5)
     # An array that is no CUDA array, or of another dtype, is refused by name.
     with pytest.raises(ValueError, match="grad must be a CUDA array"):
         cu.sgd_step(_d(4), np.zeros(4, np.float32), None, 0.1, 0.0, 0.0, 0.0, False, False, 1.0)
@@ -465,6 +467,18 @@ def test_softmax_cross_entropy_matches_cpu(cp, N, K, reduction):
     lossg, gradg = ops.softmax_cross_entropy(cp.asarray(logits), cp.asarray(labels), reduction=reduction)
     assert abs(lossg - loss) <= 1e-9 * max(1.0, abs(loss)), f"{lossg} vs CPU {loss}"
     assert_close(_host(gradg), grad, rtol=1e-6, atol=1e-8, name="dlogits")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("n", [1, 5, 4099, 1 << 20])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_matches_cpu(cp, n, reduction):
+    pred, target = _rand(n, 1, scale=3.0), _rand(n, 2)
+    loss, grad = ops.mse_loss(pred, target, reduction=reduction)
+    lossg, gradg = ops.mse_loss(cp.asarray(pred), cp.asarray(target), reduction=reduction)
+    assert abs(lossg - loss) <= 1e-12 * max(1.0, abs(loss)), f"{lossg} vs CPU {loss}"
+    np.testing.assert_array_equal(_host(gradg), grad)  # one shared element body (fusetrain/loss.h)
 
 
 @gpu

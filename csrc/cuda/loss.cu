@@ -1,6 +1,7 @@
-// Softmax cross-entropy on the GPU, mirroring csrc/cpu/loss.cpp: one block per row computes the
-// row max, the exp-sum in double, the row's loss and its gradient; the row losses are then summed
-// by the deterministic two-stage reduction. reference: torch.nn.functional.cross_entropy.
+// Losses on the GPU, mirroring csrc/cpu/loss.cpp. Softmax cross-entropy: one block per row
+// computes the row max, the exp-sum in double, the row's loss and its gradient; the row losses are
+// then summed by the deterministic two-stage reduction. Squared error: that reduction's first
+// stage writes each element's gradient as it reads the element.
 #include <cmath>
 
 #include "common.cuh"
@@ -46,6 +47,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Element i's squared error, its gradient written on the way (each element is read exactly once).
+struct MseItem {
+  const float *pred, *target;
+  float* grad;
+  float scale;
+  __device__ __forceinline__ double operator()(int64_t i) const {
+    const MseElement e(pred[i], target[i]);
+    if (grad) grad[i] = e.grad(scale);
+    return e.loss();
+  }
+};
+
 }  // namespace
 
 double softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits, int64_t N, int64_t K,
@@ -59,6 +72,12 @@ double softmax_cross_entropy(const float* logits, const int64_t* labels, float* 
                                                                               grad_scale);
   check_launch(name);
   return reduce_to_host<double>(ArraySrc<double>{row_loss}, N, SumOp<double>{}, stream, name);
+}
+
+double mse_loss(const float* pred, const float* target, float* grad, int64_t n, float grad_scale, cudaStream_t stream) {
+  check_size(n, "n");
+  if (n == 0) return 0.0;
+  return reduce_to_host<double>(MseItem{pred, target, grad, grad_scale}, n, SumOp<double>{}, stream, "mse_loss");
 }
 
 }  // namespace fusetrain

@@ -53,19 +53,11 @@ class MSELoss(_Loss):
     def forward(self, pred, target):
         if not hasattr(pred, "shape") or not hasattr(pred, "dtype") or pred.dtype.kind != "f":
             raise TypeError(f"MSELoss: pred must be a floating-point array, got {getattr(pred, 'dtype', type(pred).__name__)}")
-        xp = backend.array_module(pred)
-        target = xp.asarray(target)
+        target = backend.array_module(pred).asarray(target)
         if tuple(target.shape) != tuple(pred.shape):
             raise ValueError(f"MSELoss: target shape {tuple(target.shape)} must equal pred shape {tuple(pred.shape)}")
-        diff = xp.subtract(pred, target, dtype=pred.dtype)
-        # summed in float64 by NumPy's pairwise sum: no BLAS call on a training path
-        total = float(xp.square(diff, dtype=np.float64).sum()) if diff.size else 0.0
-        n = diff.size
-        if self.reduction == "mean":
-            scale = 2.0 / n if n else float("nan")
-            loss = total / n if n else float("nan")
-        else:
-            scale, loss = 2.0, total
-        diff *= diff.dtype.type(scale)
-        self._cache = diff
+        grad = self._buffer("grad", pred.shape, pred)
+        loss, grad = ops.mse_loss(pred, target.astype(pred.dtype, copy=False), reduction=self.reduction,
+                                  grad_input=grad)
+        self._cache = grad
         return loss

@@ -10,7 +10,7 @@ from .dropout import (ACTIVATIONS, bias_act_dropout_backward, bias_act_dropout_f
                       dropout_forward, dropout_mask, mask_bits_size)
 from .gemm import matmul
 from .layernorm import layernorm_backward, layernorm_forward
-from .loss import softmax_cross_entropy
+from .loss import mse_loss, softmax_cross_entropy
 from .norm import CLIP_EPS, clamp_, clip_coef, count_nonfinite, global_norm, scale_
 from .optim import adagrad_step, adam_step, ema_update, rmsprop_step, sgd_step
 from .pooling import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, avg_pool1d_backward,
@@ -22,8 +22,8 @@ __all__ = [
     "ACTIVATIONS", "CLIP_EPS", "adagrad_step", "adam_step", "batchnorm_backward", "batchnorm_forward",
     "bias_act_dropout_backward", "bias_act_dropout_forward", "clamp_", "clip_coef", "count_nonfinite",
     "dropout_backward", "dropout_forward", "dropout_mask", "ema_update", "global_norm", "layernorm_backward",
-    "layernorm_forward", "mask_bits_size", "matmul", "probe_copy", "probe_fma", "probe_triad", "probe_update",
-    "rmsprop_step", "scale_", "sgd_step", "softmax_cross_entropy",
+    "layernorm_forward", "mask_bits_size", "matmul", "mse_loss", "probe_copy", "probe_fma", "probe_triad",
+    "probe_update", "rmsprop_step", "scale_", "sgd_step", "softmax_cross_entropy",
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool1d_backward", "avg_pool1d_forward",
     "avg_pool2d_backward", "avg_pool2d_forward", "conv1d_backward", "conv1d_buffer_shapes", "conv1d_forward",
     "conv2d_backward", "conv2d_buffer_shapes",

@@ -1,4 +1,4 @@
-"""NumPy twin of the softmax cross-entropy."""
+"""NumPy twins of the losses."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,3 +20,12 @@ def softmax_cross_entropy(logits, labels, *, reduction="mean"):
         grad /= N
         return total / N, grad.astype(logits.dtype, copy=False)
     return total, grad.astype(logits.dtype, copy=False)
+
+
+def mse_loss(pred, target, grad_scale):
+    """Returns (sum of squared errors, (pred - target) * grad_scale), the difference in pred's dtype
+    and its squares summed in float64."""
+    diff = pred - target
+    total = float((diff.astype(np.float64) ** 2).sum()) if diff.size else 0.0
+    diff *= diff.dtype.type(grad_scale)
+    return total, diff
