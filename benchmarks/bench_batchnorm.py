@@ -6,11 +6,9 @@ Each shape is first validated against the NumPy twin (outputs, statistics and gr
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -18,9 +16,7 @@ SHAPES = [(4096, 1024), (256, 1024), (64, 64, 32, 32)]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     R = args.repeats
     torch = try_torch()
     probe = probe_gbps()["copy"]

@@ -2,11 +2,9 @@
 ratios from one run, each shape validated against the twin first; rows appended to conv.csv."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, layer_outputs, layer_step, timeit, torch_step, try_torch
+from common import Table, check_twin, layer_outputs, layer_step, parse_args, timeit, torch_step, try_torch
 from fusetrain import nn
 from fusetrain.backend import use_backend
 
@@ -18,9 +16,7 @@ CONV_SHAPES = [  # (N, C, H, W, OC, k, padding)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=5)
     torch = try_torch()
     table = Table("conv", "conv2d fwd+bwd")
     rng = np.random.default_rng(0)

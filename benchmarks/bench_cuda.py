@@ -9,13 +9,12 @@ timing, each kernel's results on CuPy arrays are validated against the same op o
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 import fusetrain
-from common import Table, compare
+from common import Table, compare, parse_args
 from fusetrain import ops
 
 SIZES = [1024 * 1419] * 13 + [1419] * 13  # 18.91 M params in 26 tensors, as bench_optim.py
@@ -196,9 +195,7 @@ def bench_batchnorm(cp, torch, table, R):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=30)
     if not fusetrain.cuda_available():
         sys.exit("bench_cuda.py needs an NVIDIA GPU, CuPy and fusetrain built with its CUDA module "
                  "(fusetrain.cuda_available() is False here); nothing was measured.")

@@ -7,11 +7,9 @@ Both fusetrain variants are first validated against the twin (same mask, same va
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -20,9 +18,7 @@ P = 0.5
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     R = args.repeats
     rng = np.random.default_rng(0)
     x = rng.standard_normal(SHAPE).astype(np.float32)

@@ -8,11 +8,9 @@ validated against the twin; GFLOP/s printed per product.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, add_rows, check_twin, timeit, try_torch
+from common import Table, add_rows, check_twin, parse_args, timeit, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -28,9 +26,7 @@ def operands(rng):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=15)
     torch = try_torch()
     table = Table("gemm", "matmul")
     for label, (a, b) in operands(np.random.default_rng(0)).items():

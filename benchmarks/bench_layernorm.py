@@ -6,12 +6,10 @@ first (output and all gradients).
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, add_rows, check_twin, layer_outputs, layer_step, probe_gbps, timeit_round_robin, \
-    torch_step, try_torch
+from common import (Table, add_rows, check_twin, layer_outputs, layer_step, parse_args, probe_gbps,
+                    timeit_round_robin, torch_step, try_torch)
 from fusetrain import nn
 from fusetrain.backend import use_backend
 
@@ -19,9 +17,7 @@ SHAPES = [(4096, 1024), (256, 768), (64, 197, 384)]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     torch = try_torch()
     table = Table("layernorm", "layernorm fwd+bwd", probe=probe_gbps()["copy"])
     rng = np.random.default_rng(0)

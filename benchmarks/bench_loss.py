@@ -6,11 +6,9 @@ against the copy probe; each case validated against the twin first (loss and gra
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, add_rows, check_twin, probe_gbps, timeit_round_robin, try_torch
+from common import Table, add_rows, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -50,9 +48,7 @@ def cases(rng, torch):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     torch = try_torch()
     table = Table("loss", "loss fwd+bwd", probe=probe_gbps()["copy"])
     for bench, label, call, tcall, nbytes in cases(np.random.default_rng(0), torch):

@@ -8,11 +8,9 @@ the NumPy twins (the block's output and gradients, the parameters after one step
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, layer_outputs, timeit, try_torch
+from common import Table, check_twin, layer_outputs, parse_args, timeit, try_torch
 import fusetrain
 from fusetrain import nn, optim
 from fusetrain.backend import use_backend
@@ -124,9 +122,7 @@ def bench_adamw(table: Table, repeats: int, torch):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=30)
     torch = try_torch()
     table = Table("modules", "modules")
     bench_block(table, args.repeats, torch)

@@ -7,11 +7,9 @@ op is first validated against the twin.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, add_rows, check_twin, probe_gbps, timeit_round_robin, try_torch
+from common import Table, add_rows, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -24,9 +22,7 @@ def clip(grads):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=15)
     torch = try_torch()
     table = Table("norm", "norm", probe=probe_gbps()["copy"])
     rng = np.random.default_rng(0)

@@ -7,11 +7,9 @@ first validated against the NumPy twin (parameters and state after one step).
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -21,9 +19,7 @@ PROBE_OUTS = {"adam": 3, "adamw": 3, "sgd_momentum": 2, "clip+adamw": 3}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=15)
     n = sum(SIZES)
     rng = np.random.default_rng(0)
     p = rng.standard_normal(n).astype(np.float32)

@@ -6,11 +6,9 @@ each case validated against the twin first; rows appended to pooling.csv.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, check_twin, layer_outputs, layer_step, timeit, torch_step, try_torch
+from common import Table, check_twin, layer_outputs, layer_step, parse_args, timeit, torch_step, try_torch
 from fusetrain import nn
 from fusetrain.backend import use_backend
 
@@ -23,9 +21,7 @@ CASES = [  # (label, fusetrain layer, torch layer's name and arguments)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=5)
     torch = try_torch()
     table = Table("pooling", "pool fwd+bwd")
     rng = np.random.default_rng(0)

@@ -1,9 +1,10 @@
 """Shared benchmark machinery: validation against the NumPy twins before any timing, timing with
 warm-up and percentiles, the bandwidth probe, the machine description, CSV rows and the printed
 table. Timings are only meaningful as ratios measured in the same run: these machines are shared
-and noisy."""
+and noisy. Method and results: docs/performance.md."""
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import json
@@ -36,6 +37,14 @@ def machine() -> str:
     from fusetrain import _core
 
     return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} fusetrain threads"
+
+
+def parse_args(doc: str, repeats: int) -> argparse.Namespace:
+    """The command line every kernel benchmark takes: ``[--repeats N]``, described by the first
+    line of the script's docstring."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=repeats)
+    return ap.parse_args()
 
 
 def try_torch():

@@ -1,5 +1,5 @@
 """CUDA kernels (fusetrain._cuda) against the CPU kernels on the same inputs: optimizers, norms,
-batch/layer norm, dropout epilogue, softmax-xent, convolution helpers and pooling; bitwise-identical
+batch/layer norm, dropout epilogue, the losses, convolution helpers and pooling; bitwise-identical
 dropout masks; deterministic reductions and gathers; short training runs (MLP, CNNs) on the GPU.
 GPU tests are marked ``cuda`` and skip without a GPU."""
 import os

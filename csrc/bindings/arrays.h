@@ -2,7 +2,8 @@
 // once (bind_<op>.h), as a template over the device: Host here (numpy arrays, _core), Cuda in
 // cuda_arrays.h (objects with __cuda_array_interface__, _cuda). Either one re-checks what memory
 // safety needs -- dtype, C-contiguity, writability, alignment and the exact element count -- and
-// never converts or copies; the user-facing checks are fusetrain.ops'.
+// never converts or copies; the user-facing checks are fusetrain.ops' (docs/architecture.md,
+// sections 4 and 10).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

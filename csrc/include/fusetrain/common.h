@@ -8,7 +8,7 @@
 #include <string>
 
 // Element math in the op headers is written once for both devices: nvcc compiles it for the host
-// and the GPU, a C++ compiler as plain inline functions.
+// and the GPU, a C++ compiler as plain inline functions (docs/architecture.md, section 5).
 #if defined(__CUDACC__)
 #define FT_HOST_DEVICE __host__ __device__ __forceinline__
 #else

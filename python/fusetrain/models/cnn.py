@@ -81,7 +81,7 @@ class CNN1d(nn.Sequential):
 
 
 class SmallResNet(nn.Sequential):
-    """The small ResNet of PERFORMANCE.md: conv 3x3 in->w0 (BN, ReLU), basic block w0, 2x2
+    """The small ResNet of benchmarks/bench_resnet.py: conv 3x3 in->w0 (BN, ReLU), basic block w0, 2x2
     max-pool, conv 3x3 w0->w1 (BN, ReLU), basic block w1, global average pool, dropout, linear.
     Works on any input size >= 2x2, e.g. (N, 3, 32, 32) or 8x8 digits as (N, 1, 8, 8)."""
 

@@ -1,5 +1,6 @@
 """One function per fused op. Each validates its arguments, then runs the C++ kernel (numpy
-arrays), the CUDA kernel (cupy arrays) or the NumPy twin (``fusetrain.backend.set_backend("numpy")``)."""
+arrays), the CUDA kernel (cupy arrays) or the NumPy twin (``fusetrain.backend.set_backend("numpy")``).
+Where each op lives at every layer, and how to add one: docs/architecture.md."""
 from __future__ import annotations
 
 from . import numpy_ref  # noqa: F401  (the twins: baseline and float64 test oracle)
