@@ -73,6 +73,22 @@ class Single:
 SINGLE = Single()
 
 
+def share_size(n, size):
+    """How many of n samples each of ``size`` ranks takes per epoch."""
+    return -(-n // size)
+
+
+def share(indices, rank, size):
+    """Rank ``rank``'s part of an epoch's ``indices`` (DistributedSampler's): the indices extended
+    with their own first ones to a multiple of ``size``, then positions rank, rank + size, ..."""
+    return np.resize(indices, share_size(len(indices), size) * size)[rank::size]
+
+
+def chunk(n, rank, size):
+    """Rank ``rank``'s contiguous part of n samples to evaluate (sizes differ by at most one)."""
+    return n * rank // size, n * (rank + 1) // size
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Rank ``rank``'s dropout seed: rank 0 keeps ``seed`` (what a checkpoint stores), the others
     draw theirs from it, so their masks differ."""
@@ -159,17 +175,14 @@ class DataParallel:
 
     # ------------------------------------------------------------------ data
     def samples(self, n):
-        """How many samples each rank takes per epoch."""
-        return -(-n // self.size)
+        return share_size(n, self.size)
 
     def order(self, permutation, n):
-        """This rank's sample indices for the epoch (the permutation, or 0..n-1 without shuffling)."""
-        idx = np.arange(n) if permutation is None else permutation
-        return np.resize(idx, self.samples(n) * self.size)[self.rank::self.size]
+        """This rank's sample indices for the epoch (of the permutation, or of 0..n-1 without shuffling)."""
+        return share(np.arange(n) if permutation is None else permutation, self.rank, self.size)
 
     def chunk(self, n):
-        """This rank's contiguous part of n samples to evaluate (sizes differ by at most one)."""
-        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+        return chunk(n, self.rank, self.size)
 
     def total(self, batch):
         """Samples in a step over all ranks (every rank's batch has the same size)."""
