@@ -20,8 +20,8 @@ class DistributedDataParallel(Module):
 
     While wrapped, the layers holding parameters report the end of their backward to the
     wrapper (see ``fusetrain.distributed.reducer.GradientReducer``); ``close()`` ends that.
-    ``comm_stats``: steps, gradient bytes per step, seconds of communication not hidden behind
-    backward, steps whose layer order changed.
+    ``comm_stats``: steps, gradient bytes per step, buckets started during backward, seconds of
+    communication not hidden behind backward.
 
     Parameters and buffers are the wrapped module's; ``state_dict`` keys start with
     ``module.``, as PyTorch's do. Build the optimizer on ``ddp.parameters()`` or the module's.
@@ -57,8 +57,9 @@ class DistributedDataParallel(Module):
 
     @property
     def comm_stats(self) -> dict:
-        return dict(self._reducer.stats) if self._reducer is not None else {"steps": 0, "bytes": 0,
-                                                                             "exposed_s": 0.0, "fallbacks": 0}
+        if self._reducer is None:
+            return {"steps": 0, "bytes": 0, "early": 0, "exposed_s": 0.0}
+        return dict(self._reducer.stats)
 
     def close(self) -> None:
         """Stop reducing: the module's layers get their own classes back."""

@@ -47,10 +47,9 @@ class Communicator:
     def _stream(self, stream):
         return (stream or self.cp.cuda.get_current_stream()).ptr
 
-    def all_reduce(self, send, recv=None, stream=None) -> None:
-        """recv = the sum over the ranks of send (in place when recv is None)."""
-        recv = send if recv is None else recv
-        self.comm.allReduce(send.data.ptr, recv.data.ptr, send.size, self._type(send), self.nccl.NCCL_SUM,
+    def all_reduce(self, array, stream=None) -> None:
+        """array = its sum over the ranks, in place."""
+        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, self._type(array), self.nccl.NCCL_SUM,
                             self._stream(stream))
 
     def broadcast(self, array, src, stream=None) -> None:

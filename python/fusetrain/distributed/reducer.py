@@ -1,6 +1,6 @@
-"""Gradient averaging over the ranks: the gradient arena is cut into buckets that are all-reduced
-without blocking as soon as backward is done with them (last layers first), and waited for once,
-before the optimizer step; the parameters' modules tell when backward is done with them."""
+"""Gradient averaging over the ranks: the gradient arena is cut into buckets that are all-reduced in
+place, without blocking, as soon as backward is done with them (last layers first), and waited for
+once, before the optimizer step; the parameters' modules tell when backward is done with them."""
 from __future__ import annotations
 
 import math
@@ -12,22 +12,29 @@ import numpy as np
 from .. import backend
 from ..nn.module import Module
 
-_HOOKED: dict = {}  # a module class -> its subclass that reports the end of each backward
+_HOOKED: dict = {}  # a module class -> its subclass that reports its forward calls and backwards
 _OWNER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> the reducer it reports to
 
 
 def _hooked(cls):
-    """cls with a backward that tells the module's reducer (if any) when it has returned."""
+    """cls, reporting to the module's reducer (if any) each forward call that keeps state for a
+    backward (Module._save) and the return of each backward."""
     sub = _HOOKED.get(cls)
     if sub is None:
+        def _save(self, value):
+            reducer = _OWNER.get(self)
+            if reducer is not None:
+                reducer._forward_call(self)
+            cls._save(self, value)
+
         def backward(self, grad_output):
             result = cls.backward(self, grad_output)
             reducer = _OWNER.get(self)
             if reducer is not None:
-                reducer._module_done(self)
+                reducer._backward_done(self)
             return result
         backward._replays = True  # cls.backward already replays a compiled eval forward
-        sub = type(cls.__name__, (cls,), {"backward": backward, "__module__": cls.__module__,
+        sub = type(cls.__name__, (cls,), {"_save": _save, "backward": backward, "__module__": cls.__module__,
                                           "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
                                           "_unhooked": cls})
         _HOOKED[cls] = sub
@@ -37,18 +44,17 @@ def _hooked(cls):
 class _Region:
     """A contiguous run of gradients (part of an arena, or one loose parameter) with its values' twin."""
 
-    __slots__ = ("grad", "data", "params", "recv")
+    __slots__ = ("grad", "data", "params")
 
     def __init__(self, grad, data, params):
         self.grad, self.data, self.params = grad, data, params  # params: [(param, start in the run)]
-        self.recv = None
 
 
 class _Bucket:
-    __slots__ = ("region", "lo", "hi", "params")
+    __slots__ = ("grad", "params")
 
     def __init__(self, region, lo, hi):
-        self.region, self.lo, self.hi = region, lo, hi
+        self.grad = region.grad[lo:hi]
         self.params = [p for p, start in region.params if start < hi and start + p.size > lo]
 
 
@@ -80,15 +86,16 @@ def _regions(params):
 
 
 class Transport:
-    """Non-blocking sums over the ranks with MPI on host arrays (requests progressed by test())."""
+    """In-place, non-blocking sums over the ranks with MPI on host arrays (requests progressed by
+    test()); MPICH reduces in place several times faster than into another buffer."""
 
     def __init__(self, world):
         self.world = world
         self.comm = world.comm.Dup()  # our requests never interleave with other collectives' order
-        self.sum = world.mpi.SUM
+        self.sum, self.in_place = world.mpi.SUM, world.mpi.IN_PLACE
 
-    def start(self, send, recv):
-        return self.comm.Iallreduce(send, recv, op=self.sum)
+    def start(self, array):
+        return self.comm.Iallreduce(self.in_place, array, op=self.sum)
 
     def test(self, requests) -> None:
         self.world.mpi.Request.Testall(requests)
@@ -96,12 +103,12 @@ class Transport:
     def wait(self, requests) -> None:
         self.world.mpi.Request.Waitall(requests)
 
-    def all_reduce(self, send, recv) -> None:
-        self.comm.Allreduce(send, recv, op=self.sum)
+    def all_reduce(self, array) -> None:
+        self.comm.Allreduce(self.in_place, array, op=self.sum)
 
     def small_sums(self, values):
         a = np.array(values, dtype=np.float64)
-        self.comm.Allreduce(self.world.mpi.IN_PLACE, a, op=self.sum)
+        self.comm.Allreduce(self.in_place, a, op=self.sum)
         return a
 
     def free(self) -> None:
@@ -110,7 +117,8 @@ class Transport:
 
 class NCCLTransport(Transport):
     """The same on CuPy arrays: NCCL all-reduces on a stream of their own, each ordered after the
-    work the current stream has queued so far (the gradients it is launched for)."""
+    work the current stream has queued so far (the gradients it is started for); small sums of
+    host numbers still go through MPI."""
 
     def __init__(self, world):
         super().__init__(world)
@@ -118,12 +126,9 @@ class NCCLTransport(Transport):
         self.cp = backend.cupy_module()
         self.stream = self.cp.cuda.Stream(non_blocking=True)
 
-    def _after_current(self):
+    def start(self, array):
         self.stream.wait_event(self.cp.cuda.get_current_stream().record())
-
-    def start(self, send, recv):
-        self._after_current()
-        self.nccl.all_reduce(send, recv, stream=self.stream)
+        self.nccl.all_reduce(array, stream=self.stream)
         return None
 
     def test(self, requests) -> None:
@@ -132,28 +137,29 @@ class NCCLTransport(Transport):
     def wait(self, requests) -> None:
         self.cp.cuda.get_current_stream().wait_event(self.stream.record())
 
-    def all_reduce(self, send, recv) -> None:
-        self.nccl.all_reduce(send, recv)
+    def all_reduce(self, array) -> None:
+        self.nccl.all_reduce(array)
 
 
 class GradientReducer:
     """Averages ``model``'s gradients over the ranks of ``world`` after each backward.
 
     Use: ``attach()`` once, then around every backward ``begin()`` ... ``finish()``; ``detach()``
-    when done. While attached, the modules that hold parameters report the end of their backward
-    (their class is swapped for a subclass of the same name that does; ``type(m) is nn.Linear``
-    is then False, ``isinstance`` holds). The first step records in which order they report;
-    later steps all-reduce a bucket as soon as every module holding one of its parameters has
-    reported for the last time in that order, and progress the requests at each report.
-    Buckets start in one fixed order on every rank (reverse arena order), as MPI requires. A step
-    whose order differs from the recording on any rank (a data-dependent path) is detected, and
-    all ranks then reduce the untouched gradients again in one blocking call and record anew:
-    results never depend on the overlap. Gradients are reduced into a second buffer, then
-    written back divided by the number of ranks.
+    when done. While attached, the modules that hold parameters report each forward call that
+    keeps state for a backward and each return of their backward (their class is swapped for a
+    subclass of the same name that does; ``type(m) is nn.Linear`` is then False, ``isinstance``
+    holds). A parameter's gradient is complete once every module holding it has run as many
+    backwards as it had such forward calls since the last step; a bucket (a contiguous part of
+    the gradient arena, last layers first) is all-reduced as soon as all its parameters are
+    complete and the buckets before it have started, so the ranks start them in the same order,
+    as MPI requires. Buckets nobody completed (a layer whose backward did not run) start when
+    backward has ended. The requests are progressed at each report; ``finish()`` waits for them
+    and divides by the number of ranks. This assumes what every fusetrain layer does: a
+    parameter's gradient is written only by the backward of the modules holding it.
 
-    ``stats``: ``steps``, ``bytes`` (gradient bytes per step), ``exposed_s`` (seconds this rank
-    spent in the reducer during backward and waiting, i.e. communication not hidden),
-    ``fallbacks`` (steps whose order changed).
+    ``stats``: ``steps``, ``bytes`` (gradient bytes per step), ``early`` (buckets started while
+    backward was running, summed over the steps), ``exposed_s`` (seconds this rank spent in the
+    reducer before, during and after backward: communication not hidden behind backward).
     """
 
     def __init__(self, model, world, bucket_cap_mb=1.0, overlap=True):
@@ -167,12 +173,12 @@ class GradientReducer:
         self.model, self.world = model, world
         self.bucket_bytes = int(bucket_cap_mb * 2**20)
         self.overlap = overlap
-        self.stats = {"steps": 0, "bytes": 0, "exposed_s": 0.0, "fallbacks": 0}
+        self.stats = {"steps": 0, "bytes": 0, "early": 0, "exposed_s": 0.0}
         self._transport = None
         self._signature = None
-        self._recording = None
         self._active = False
         self._hooked = []
+        self._calls: dict = {}  # id(module) -> forward calls since the last step
 
     # ------------------------------------------------------------------ set-up
     def attach(self) -> None:
@@ -188,6 +194,7 @@ class GradientReducer:
             if "_unhooked" not in type(m).__dict__:
                 object.__setattr__(m, "__class__", _hooked(type(m)))
             self._hooked.append(m)
+        self._calls = {}
 
     def detach(self) -> None:
         """Give the modules their own classes back."""
@@ -216,115 +223,96 @@ class GradientReducer:
         """(Re)build the buckets when the parameters moved (a model.to(), an optimizer's packing)."""
         params = list(self.model.parameters())
         signature = [(p, p._arena, p._offset) for p in params]
-        if self._signature is not None and len(signature) == len(self._signature) and all(
-                a[0] is b[0] and a[1] is b[1] and a[2] == b[2] for a, b in zip(signature, self._signature)):
-            self._connect()
-            return
-        if not params:
-            raise ValueError(f"the {type(self.model).__name__} has no parameters to reduce")
-        self._signature = signature
-        self._regions = _regions(params)
-        first = self._regions[0].grad
-        xp = backend.array_module(first)
-        total = sum(r.grad.size for r in self._regions)
-        recv = xp.empty(total, dtype=first.dtype)
-        pos, self._buckets = 0, []
-        step = max(1, self.bucket_bytes // first.dtype.itemsize)
-        for r in self._regions:
-            r.recv = recv[pos:pos + r.grad.size]
-            pos += r.grad.size
-            hi = r.grad.size
-            while hi > 0:
-                lo = max(0, hi - step)
-                self._buckets.append(_Bucket(r, lo, hi))
-                hi = lo
-        self.stats["bytes"] = total * first.dtype.itemsize
-        owners: dict = {}
-        for m in self.model.modules():
-            for p in m._parameters.values():
-                if p is not None:
-                    owners.setdefault(id(p), []).append(m)
-        self._owners = owners
-        self._recording = None
-        if self._transport is not None and backend.is_cuda_array(first) != isinstance(self._transport, NCCLTransport):
-            self._transport.free()
-            self._transport = None
-        self._connect()
-
-    def _connect(self):
+        same = self._signature is not None and len(signature) == len(self._signature) and all(
+            a[0] is b[0] and a[1] is b[1] and a[2] == b[2] for a, b in zip(signature, self._signature))
+        if not same:
+            if not params:
+                raise ValueError(f"the {type(self.model).__name__} has no parameters to reduce")
+            self._signature = signature
+            self._plan(params)
         if self._transport is None:
             on_gpu = backend.is_cuda_array(self._regions[0].grad)
             self._transport = (NCCLTransport if on_gpu else Transport)(self.world)
 
-    def _schedule(self):
-        """For each bucket, the report after which it may start: the last report of any module
-        holding one of its parameters, and never before the bucket ahead of it."""
-        last = {id(m): i for i, m in enumerate(self._recording)}
-        never = len(self._recording)
-        ready, after = [], -1
-        for b in self._buckets:
-            at = max(max((last.get(id(m), never) for m in self._owners.get(id(p), ())), default=never)
-                     for p in b.params)
-            after = max(after, at)
-            ready.append(after)
-        self._ready = ready
+    def _plan(self, params):
+        self._regions = _regions(params)
+        itemsize = self._regions[0].grad.dtype.itemsize
+        step = max(1, self.bucket_bytes // itemsize)
+        self._buckets = []
+        for r in self._regions:
+            hi = r.grad.size
+            while hi > 0:
+                self._buckets.append(_Bucket(r, max(0, hi - step), hi))
+                hi -= step
+        self.stats["bytes"] = sum(r.grad.size for r in self._regions) * itemsize
+        held = {id(m): {id(p): p for p in m._parameters.values() if p is not None} for m in self.model.modules()}
+        owners, buckets_of = {}, {}
+        for m in self.model.modules():
+            for key in held[id(m)]:
+                owners.setdefault(key, []).append(m)
+        for i, b in enumerate(self._buckets):
+            for p in b.params:
+                buckets_of.setdefault(id(p), []).append(i)
+        # per module: each parameter it holds (once), with all its holders and the buckets it lies in
+        self._params_of = {m: [(owners[key], buckets_of.get(key, [])) for key in params]
+                           for m, params in held.items() if params}
+        self._missing = [len(b.params) for b in self._buckets]
 
     # ------------------------------------------------------------------ per step
     def begin(self) -> None:
-        """Call before the model's backward."""
+        """Call before the model's backward (after its forward)."""
+        t0 = time.perf_counter()
         self._layout()
-        self._events, self._requests, self._next = [], [], 0
-        self._deviated = False
+        self._backs: dict = {}
+        self._pending = list(self._missing)
+        self._requests, self._next = [], 0
         self._active = True
+        self.stats["exposed_s"] += time.perf_counter() - t0
 
-    def _module_done(self, module) -> None:
+    def _forward_call(self, module) -> None:
+        key = id(module)
+        self._calls[key] = self._calls.get(key, 0) + 1
+
+    def _complete(self, module) -> bool:
+        key = id(module)
+        return self._backs.get(key, 0) == self._calls.get(key, 0) > 0
+
+    def _backward_done(self, module) -> None:
         if not self._active:
             return
         t0 = time.perf_counter()
-        i = len(self._events)
-        self._events.append(module)
-        rec = self._recording
-        if rec is not None and self.overlap and not self._deviated:
-            if i >= len(rec) or rec[i] is not module:
-                self._deviated = True  # from here on nothing starts early; finish() checks the rest
-            else:
-                while self._next < len(self._buckets) and self._ready[self._next] <= i:
-                    self._start(self._buckets[self._next])
-                    self._next += 1
+        key = id(module)
+        self._backs[key] = self._backs.get(key, 0) + 1
+        if self.overlap and self._complete(module):
+            for holders, buckets in self._params_of.get(key, ()):
+                if all(h is module or self._complete(h) for h in holders):
+                    for i in buckets:
+                        self._pending[i] -= 1
+            while self._next < len(self._buckets) and self._pending[self._next] <= 0:
+                self._requests.append(self._transport.start(self._buckets[self._next].grad))
+                self._next += 1
+                self.stats["early"] += 1
         if self._requests:
             self._transport.test(self._requests)
         self.stats["exposed_s"] += time.perf_counter() - t0
 
-    def _start(self, b):
-        r = b.region
-        self._requests.append(self._transport.start(r.grad[b.lo:b.hi], r.recv[b.lo:b.hi]))
-
     def finish(self, extra=()):
-        """Wait for every bucket, write the averaged gradients back, and return ``extra`` (numbers
-        of this rank) summed over the ranks, in the same message as the check of the order."""
+        """Wait for every bucket, divide by the number of ranks, and return ``extra`` (numbers of
+        this rank) summed over the ranks (one more small message, sent while the buckets fly)."""
         t0 = time.perf_counter()
         if not self._active:
             raise RuntimeError("finish() without begin(): call begin() before the model's backward")
         self._active = False
+        self._calls = {}
         while self._next < len(self._buckets):
-            self._start(self._buckets[self._next])
+            self._requests.append(self._transport.start(self._buckets[self._next].grad))
             self._next += 1
-        rec = self._recording
-        deviated = rec is not None and (self._deviated or len(self._events) != len(rec) or
-                                        any(a is not b for a, b in zip(self._events, rec)))
-        sums = self._transport.small_sums([float(deviated), *extra])
+        sums = self._transport.small_sums(list(extra)) if len(extra) else []
         self._transport.wait([q for q in self._requests if q is not None])
         self._requests = []
-        if sums[0] > 0:  # some rank's backward took another path: reduce the intact gradients again
-            for r in self._regions:
-                self._transport.all_reduce(r.grad, r.recv)
-            self.stats["fallbacks"] += 1
-        if sums[0] > 0 or rec is None:
-            self._recording = self._events
-            self._schedule()
         scale = 1.0 / self.world.size
         for r in self._regions:
-            backend.array_module(r.grad).multiply(r.recv, r.grad.dtype.type(scale), out=r.grad)
+            r.grad *= r.grad.dtype.type(scale)
         self.stats["steps"] += 1
         self.stats["exposed_s"] += time.perf_counter() - t0
-        return [float(v) for v in sums[1:]]
+        return [float(v) for v in sums]
