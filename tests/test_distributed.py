@@ -1,7 +1,8 @@
-"""fusetrain.distributed in one process: ``import fusetrain`` without mpi4py, a plain process as a
-world of one, the collectives' argument checks, SyncBatchNorm's conversion and its world-of-one
-behaviour, the reducer's hooks on the layers, and each rank's share of an epoch. The ranks
-themselves are tested in test_distributed_mpi.py."""
+"""fusetrain.distributed in one process (the ranks themselves: test_distributed_mpi.py).
+
+``import fusetrain`` without mpi4py, a plain process as a world of one, the collectives' argument
+checks, SyncBatchNorm's conversion and its world-of-one behaviour, the reducer's hooks on the
+layers, each rank's share of an epoch, and the extras that bring MPI."""
 import os
 import subprocess
 import sys
@@ -260,3 +261,12 @@ def test_rank_zero_keeps_the_seed_and_the_others_draw_their_own():
     seeds = {parallel.rank_seed(123, r) for r in range(1, 8)}
     assert len(seeds) == 7 and 123 not in seeds and all(0 <= s < 2**64 for s in seeds)
     assert parallel.rank_seed(123, 3) == parallel.rank_seed(123, 3) != parallel.rank_seed(124, 3)
+
+
+def test_the_mpi_extra_and_the_test_extra_bring_mpi4py_and_an_mpiexec():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    for name in ("mpi", "test"):  # CI installs the test extra: the data-parallel tests run there
+        names = {req.split(";")[0].split(">")[0].split("=")[0].strip() for req in extras[name]}
+        assert {"mpi4py", "mpich"} <= names, (name, extras[name])

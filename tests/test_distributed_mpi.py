@@ -1,8 +1,9 @@
-"""Data-parallel training on real ranks: each test launches this file under ``mpiexec -n 2`` (a
-scenario below runs on every rank and writes what it saw), then checks the ranks' results against
-one process training the same model with the whole batch. Skipped, with the reason, without mpi4py
-or an mpiexec (pip install '.[mpi]'); under CI=true a missing mpi4py fails instead. The same
-scenarios on GPUs (NCCL) are marked cuda and need two GPUs."""
+"""Data-parallel training on real ranks: each test launches this file under ``mpiexec -n 2`` and checks
+what the ranks wrote against one process training the same model with the whole batch.
+
+A scenario below runs on every rank. Skipped, with the reason, without mpi4py or an mpiexec
+(pip install '.[mpi]'); under CI=true a missing mpi4py fails instead. The same scenarios on GPUs
+(NCCL) are marked cuda and need two GPUs."""
 import json
 import os
 import shutil

@@ -1,6 +1,5 @@
-"""Gradient averaging over the ranks: the gradient arena is cut into buckets that are all-reduced in
-place, without blocking, as soon as backward is done with them (last layers first), and waited for
-once, before the optimizer step; the parameters' modules tell when backward is done with them."""
+"""Gradient averaging over the ranks: buckets of the gradient arena all-reduced in place, without
+blocking, as soon as backward is done with them (last layers first), waited for before the step."""
 from __future__ import annotations
 
 import math

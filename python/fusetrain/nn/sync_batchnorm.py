@@ -1,6 +1,5 @@
-"""SyncBatchNorm: batch normalization whose batch statistics, and the two per-channel sums of its
-backward, are taken over every rank of fusetrain.distributed, so N ranks with batch B/N train as one
-process with batch B (PyTorch's torch.nn.SyncBatchNorm)."""
+"""SyncBatchNorm (PyTorch's): batch norm whose batch statistics and backward sums are taken over every
+rank of fusetrain.distributed, so N ranks with batch B/N train as one process with batch B."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,5 @@
-"""What the Trainer does differently on several ranks (fusetrain.distributed initialized with more
-than one): each rank's share of every epoch, gradients averaged over the ranks, losses, metrics and
-decisions (skip a step, stop) reduced so that every rank agrees, and errors that end the whole job."""
+"""What the Trainer does differently on several ranks: each rank's share of the data, gradients
+averaged, losses, metrics and decisions reduced so every rank agrees, errors that end the job."""
 from __future__ import annotations
 
 import contextlib
