@@ -81,7 +81,9 @@ def worker(name, mode, steps, bucket_cap_mb):
     model.flatten_parameters()
     next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))).input_grad = False
     reduced = mode in ("ranks", "ranks-no-overlap")
-    net = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, overlap=mode == "ranks") if reduced else model
+    net = model
+    if reduced:
+        net = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, overlap=mode == "ranks")
     if opt_kind == "sgd":
         opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     else:

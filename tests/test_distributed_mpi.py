@@ -142,21 +142,22 @@ def switch_model(seed):
 def scenario_ddp(out, rank, device):
     """A hand-written loop with DistributedDataParallel (tiny buckets, so many overlap backward; a
     layer order that changes every third step), next to the same model trained on the whole batch
-    in this rank alone; and the collectives."""
+    in this rank alone; and the collectives (on CuPy arrays too on GPUs)."""
     import fusetrain.distributed as dist
     dist.init()
     size = dist.get_world_size()
+    xp = fusetrain.backend.cupy_module() if device == "cuda" else np
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(48, 10)).astype(np.float32)
-    y = rng.integers(0, 3, 48)
-    ref = switch_model(0)
-    ddp = dist.DistributedDataParallel(switch_model(rank), bucket_cap_mb=0.0005)
+    x = xp.asarray(rng.normal(size=(48, 10)).astype(np.float32))
+    y = xp.asarray(rng.integers(0, 3, 48))
+    ref = switch_model(0).to(device)
+    ddp = dist.DistributedDataParallel(switch_model(rank).to(device), bucket_cap_mb=0.0005)
     opt, ref_opt = optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9), optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
     loss_fn, ref_loss = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
     for step in range(8):
         lo = (step % 2) * 24
         xb, yb = x[lo:lo + 24], y[lo:lo + 24]
-        loss_fn(ddp(xb[rank::size]), yb[rank::size])
+        loss_fn(ddp(xp.ascontiguousarray(xb[rank::size])), xp.ascontiguousarray(yb[rank::size]))
         opt.zero_grad()
         ddp.backward(loss_fn.backward())
         opt.step()
@@ -167,13 +168,13 @@ def scenario_ddp(out, rank, device):
     stats = ddp.comm_stats
     buckets = len(ddp._reducer._buckets)
     ddp.close()
-    a = np.arange(6, dtype=np.float64) * (rank + 1)
+    a = xp.arange(6, dtype=np.float64) * (rank + 1)
     dist.all_reduce(a)
-    m = np.full(3, float(rank), dtype=np.float32)
+    m = xp.full(3, float(rank), dtype=np.float32)
     dist.all_reduce(m, op="mean")
-    i = np.array([rank + 1, 10 * rank], dtype=np.int64)
+    i = xp.array([rank + 1, 10 * rank], dtype=np.int64)
     dist.all_reduce(i)
-    b = np.full(4, rank + 5.0, dtype=np.float32)
+    b = xp.full(4, rank + 5.0, dtype=np.float32)
     dist.broadcast(b, src=1)
     dist.barrier()
     np.savez(out / f"state{rank}.npz", **ddp.module.state_dict())
@@ -182,6 +183,27 @@ def scenario_ddp(out, rank, device):
         "stats": stats, "buckets": buckets, "rank": dist.get_rank(), "size": size, "sum": a.tolist(),
         "mean": m.tolist(), "ints": i.tolist(), "bcast": b.tolist(), "linear_class": type(ddp.module[0]).__name__,
         "restored": type(ddp.module[0]) is nn.Linear}))
+
+
+def scenario_refuse(out, rank, device):
+    """fit called with data of other sizes on the two ranks, then with a bad label on rank 1 only."""
+    rng = np.random.default_rng(4)
+    model = plain_model(0)
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1))
+    errors = {}
+    x = rng.normal(size=(64 + rank, 12)).astype(np.float32)
+    try:
+        trainer.fit(x, np.arange(len(x)) % 4, epochs=1, verbose=0)
+    except ValueError as exc:
+        errors["sizes"] = str(exc)
+    y = np.arange(64) % 4
+    if rank == 1:
+        y[5] = 9
+    try:
+        trainer.fit(x[:64], y, epochs=1, verbose=0)
+    except (ValueError, RuntimeError) as exc:
+        errors["labels"] = f"{type(exc).__name__}: {exc}"
+    _save(out, rank, trainer, errors=errors, epoch=trainer.epoch)
 
 
 def scenario_raise_in_fit(out, rank, device):
@@ -355,8 +377,9 @@ def test_plain_batchnorm_keeps_each_ranks_statistics_and_dropout_differs(tmp_pat
 
 
 @pytest.mark.mpi
-def test_hand_written_loop_with_distributed_data_parallel(tmp_path):
-    ranks = scenario("ddp", tmp_path)
+@pytest.mark.parametrize("device", DEVICES)
+def test_hand_written_loop_with_distributed_data_parallel(tmp_path, device):
+    ranks = scenario("ddp", tmp_path, device)
     for rank, (state, run) in enumerate(ranks):
         ref = np.load(tmp_path / f"ref{rank}.npz")
         for key in ref.files:  # the whole batch in one process, rank 0's initial weights
@@ -375,6 +398,19 @@ def test_hand_written_loop_with_distributed_data_parallel(tmp_path):
 
 
 @pytest.mark.mpi
+def test_bad_input_on_any_rank_raises_on_every_rank(tmp_path):
+    (_, run0), (_, run1) = scenario("refuse", tmp_path)
+    for run in (run0, run1):
+        assert run["errors"]["sizes"].startswith("the ranks disagree on len(x) (rank 0: 64, rank 1: 65); every rank "
+                                                 "must build the same model and optimizer")
+        assert run["epoch"] == 0 and run["history"] == {}
+    assert run1["errors"]["labels"].startswith("ValueError: y holds labels outside [0, 4) (the model's 4 outputs): "
+                                               "y[5] = 9")
+    assert run0["errors"]["labels"].startswith("RuntimeError: rank 1 of 2 refused the call (ValueError: y holds "
+                                               "labels outside [0, 4)")
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("name, message", [("raise_in_fit", "rank 1 of 2: ValueError: boom on purpose"),
                                            ("raise_uncaught", "rank 1 of 2: uncaught KeyError: 'nobody catches this'")])
 def test_an_exception_on_one_rank_ends_the_job_within_seconds(tmp_path, name, message):
@@ -387,8 +423,9 @@ def test_an_exception_on_one_rank_ends_the_job_within_seconds(tmp_path, name, me
 
 
 @pytest.mark.mpi
-def test_the_command_line_trains_data_parallel_and_writes_one_run_folder(tmp_path):
-    rc, stdout, stderr, _ = launch("-m", "fusetrain", "train", "--epochs", "3", cwd=tmp_path)
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_command_line_trains_data_parallel_and_writes_one_run_folder(tmp_path, device):
+    rc, stdout, stderr, _ = launch("-m", "fusetrain", "train", "--epochs", "3", "--device", device, cwd=tmp_path)
     assert rc == 0, stdout + stderr
     (run,) = (tmp_path / "runs").iterdir()
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.npz", "config.json", "curves.png", "history.csv",

@@ -229,8 +229,11 @@ class GradientReducer:
                 raise ValueError(f"the {type(self.model).__name__} has no parameters to reduce")
             self._signature = signature
             self._plan(params)
+        on_gpu = backend.is_cuda_array(self._regions[0].grad)
+        if self._transport is not None and isinstance(self._transport, NCCLTransport) != on_gpu:
+            self._transport.free()  # the model moved between host and GPU
+            self._transport = None
         if self._transport is None:
-            on_gpu = backend.is_cuda_array(self._regions[0].grad)
             self._transport = (NCCLTransport if on_gpu else Transport)(self.world)
 
     def _plan(self, params):

@@ -157,9 +157,10 @@ class DataParallel:
         for key in facts:
             values = [f[key] for f in everyone]
             if any(v != values[0] for v in values):
-                raise ValueError(f"the ranks disagree on {key} ({', '.join(f'rank {r}: {v}' for r, v in enumerate(values))})"
-                                 "; every rank must build the same model and optimizer, load the same checkpoint "
-                                 "and call fit with data of the same sizes and the same settings")
+                each = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+                raise ValueError(f"the ranks disagree on {key} ({each}); every rank must build the same model and "
+                                 "optimizer, load the same checkpoint and call fit with data of the same sizes and "
+                                 "the same settings")
         self._agreed.clear()
         with self.guard():
             with frandom.use_stream(trainer.rng):

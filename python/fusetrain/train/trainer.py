@@ -335,7 +335,7 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size=256, _checked=False) -> dict:
         """``{"loss": mean loss over all samples, metric: mean value, ...}`` in eval mode (on
-        several ranks: each evaluates its part, the sums are reduced)."""
+        several ranks every rank calls it: each evaluates its part, the sums are reduced)."""
         par = _par.for_trainer(self)
         if not _checked:
             with par.agree():
