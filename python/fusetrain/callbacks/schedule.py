@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..distributed.world import is_main_process
 from .base import Callback
 
 
@@ -25,5 +26,5 @@ class LearningRateScheduler(Callback):
             raise ValueError(f"LearningRateScheduler: schedule({epoch}, ...) must return a finite lr >= 0, got {lr!r}")
         for g in groups:
             g["lr"] = float(lr)
-        if self.verbose:
+        if self.verbose and is_main_process():
             print(f"LearningRateScheduler: epoch {epoch + 1}, lr = {lr:.6g}")
