@@ -55,7 +55,7 @@ def scratch(tmp_path_factory):
 
 def test_the_readme_has_the_blocks_this_test_runs():
     langs = [lang for lang, _ in readme_blocks()]
-    assert langs.count("python") == 4 and langs.count("bash") == 3
+    assert langs.count("python") == 6 and langs.count("bash") == 4
     assert {lang for lang in langs} <= {"python", "bash", "text"}  # nothing left unrun by accident
     quick = readme_blocks()[0][1].splitlines()
     assert [line.split("#")[0].strip() for line in quick] == \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..console import echo
+from ..distributed.world import is_main_process
 from ..ops import _check
 from .base import Callback, Monitor
 
@@ -59,7 +60,7 @@ class EarlyStopping(Callback):
         if self.stopped_epoch >= 0:
             self.rearmed_after = self.stopped_epoch
             self.wait, self.stopped_epoch = 0, -1
-            if self.verbose:
+            if self.verbose and is_main_process():
                 echo(f"EarlyStopping: the resumed run had stopped after epoch {self.rearmed_after + 1}; re-armed "
                       f"with patience {self.patience} (best {self.monitor} so far {self.best:.4g}, epoch "
                       f"{self.best_epoch + 1})")
@@ -90,7 +91,7 @@ class EarlyStopping(Callback):
         if history is not None:
             history.stopped_epoch = self.stopped_epoch if self.stopped_epoch >= 0 else None
             history.restored_epoch = self.best_epoch if restored else None
-        if self.verbose:
+        if self.verbose and is_main_process():
             message = self.describe(restored)
             if message:
                 echo(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
+from ..distributed.world import is_main_process
 from .base import Callback, Monitor
 
 
@@ -13,7 +14,8 @@ class ModelCheckpoint(Callback):
     ``monitor`` improved (``save_best_only``). ``path`` may use ``{epoch}`` (1-based) and any
     log key, e.g. ``"ckpt-{epoch:03d}-{val_loss:.4f}.npz"``. ``save_weights_only`` writes just the
     model's parameters and buffers (``Trainer.save_weights``: still a checkpoint file, loadable
-    with ``load_weights``)."""
+    with ``load_weights``). Data parallel, rank 0 writes (the Trainer's saves do nothing on the
+    other ranks)."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_weights_only=False,
                  verbose=0):
@@ -42,7 +44,7 @@ class ModelCheckpoint(Callback):
             self.trainer.save_weights(path)
         else:
             self.trainer.save_checkpoint(path)
-        if self.verbose:
+        if self.verbose and is_main_process():
             print(f"ModelCheckpoint: saved {path}")
 
     def state_dict(self) -> dict:
@@ -55,7 +57,7 @@ class ModelCheckpoint(Callback):
 class CSVLogger(Callback):
     """Write one CSV row per epoch (``epoch`` then the logs' keys, in sorted order) to ``path``,
     flushing after each row. The epoch column counts from 0, as Keras's CSVLogger does. With
-    ``append`` an existing file is continued (e.g. on resume)."""
+    ``append`` an existing file is continued (e.g. on resume). Data parallel, rank 0 writes it."""
 
     def __init__(self, path, separator=",", append=False):
         self.path = os.fspath(path)
@@ -66,6 +68,8 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
+        if not is_main_process():
+            return
         exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._keys = None
         if exists:
@@ -77,6 +81,8 @@ class CSVLogger(Callback):
         self._writer = csv.writer(self._file, delimiter=self.separator)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:  # not rank 0
+            return
         logs = logs or {}
         if self._keys is None:
             self._keys = sorted(logs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..distributed.world import is_main_process
 from ..ops import _check
 from .base import Callback
 
@@ -24,5 +25,5 @@ class LearningRateScheduler(Callback):
             raise ValueError(f"LearningRateScheduler: schedule({epoch}, ...) must return a finite lr >= 0, got {lr!r}")
         for g in groups:
             g["lr"] = float(lr)
-        if self.verbose:
+        if self.verbose and is_main_process():
             print(f"LearningRateScheduler: epoch {epoch + 1}, lr = {lr:.6g}")

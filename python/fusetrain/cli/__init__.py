@@ -7,6 +7,7 @@ import sys
 import traceback
 import warnings
 
+from ..distributed import world as dist_world
 from ..models.registry import MODELS
 from . import bench
 from .parser import PRESETS, build_parser
@@ -35,6 +36,9 @@ def parse_args(argv=None, parser=None):
 
 
 def _fail(prog, message):
+    world = dist_world.current()
+    if world is not None and world.size > 1:  # the other ranks would wait for this one forever
+        world.abort(f"{prog}: error: {message}", exitcode=2)
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 

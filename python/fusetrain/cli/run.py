@@ -1,5 +1,6 @@
 """``fusetrain train``: load the data, build the model, optimizer, schedule and callbacks from the
-resolved settings, train, evaluate on the test set and write the run folder."""
+resolved settings, train, evaluate on the test set and write the run folder. Under ``mpiexec -n N``
+the N ranks train one model data parallel; rank 0 prints and writes the one run folder."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -12,11 +13,11 @@ from .. import backend, callbacks as cb, data
 from .. import random as frandom
 from ..backend import cuda_available
 from ..console import echo
+from ..distributed import world as dist_world
 from ..models import registry
 from ..nn import init as nn_init
 from ..optim import factory
 from ..train import Trainer
-from ..train import checkpoint as ckpt
 from .settings import UsageError, fill_defaults, settings_dict
 
 
@@ -111,11 +112,23 @@ def _ending(trainer, history):
     return f", stopped early: {stops[0].monitor} had not improved for {wait} epoch{'s' if wait != 1 else ''}"
 
 
+def _joined(args):
+    """The process group (a world of one unless an MPI launcher started this process), on the
+    GPUs when training on them with several ranks."""
+    world = dist_world.init()
+    if args.device == "cuda" and world.size > 1:
+        world.nccl()
+    return world
+
+
 def train(args):
     """Run ``fusetrain train`` with resolved settings; returns the exit status."""
     args = fill_defaults(args)
+    world = _joined(args)
+    main = world.rank == 0
+    say = echo if main else (lambda message: None)
     _check_environment(args)
-    out = _output_folder(args)
+    out = Path(world.broadcast_object(str(_output_folder(args)) if main else None))  # rank 0's clock names it
     backend.set_backend(args.backend)
     (x, y), val, (xt, yt) = load_data(args)
     spec = registry.get(args.model)
@@ -141,22 +154,25 @@ def train(args):
             trainer.load_checkpoint(args.resume)
         except ValueError as exc:
             raise UsageError(f"--resume: {exc}") from exc
-    out.mkdir(parents=True, exist_ok=True)
     # after load_checkpoint, which restores the saved run's metadata: this run's settings win
     trainer.metadata["cli_args"] = settings_dict(args)
-    with open(out / "config.json", "w") as f:
-        json.dump(trainer.metadata["cli_args"], f, indent=2, sort_keys=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "config.json", "w") as f:
+            json.dump(trainer.metadata["cli_args"], f, indent=2, sort_keys=True)
     if not args.quiet:
         n_params = sum(p.size for p in model.parameters())
         preset = f"preset {args.preset}: " if args.preset else ""
-        echo(f"{preset}{args.dataset}: {len(x)} train, {0 if val is None else len(val[0])} validation, {len(xt)} "
-              f"test samples; {args.model} with {n_params:,} parameters; {args.optimizer}, backend {args.backend}")
+        ranks = f"; data parallel on {world.size} ranks, batch {args.batch_size} each" if world.size > 1 else ""
+        say(f"{preset}{args.dataset}: {len(x)} train, {0 if val is None else len(val[0])} validation, {len(xt)} "
+              f"test samples; {args.model} with {n_params:,} parameters; {args.optimizer}, backend {args.backend}"
+              f"{ranks}")
     if args.resume:
         if trainer.epoch >= args.epochs:
-            echo(f"nothing to train: the checkpoint already holds {trainer.epoch} epochs and --epochs is "
+            say(f"nothing to train: the checkpoint already holds {trainer.epoch} epochs and --epochs is "
                   f"{args.epochs}; pass --epochs {trainer.epoch + 10} (say) to continue it")
         elif not args.quiet:
-            echo(f"resuming {args.resume} at epoch {trainer.epoch + 1} of {args.epochs}, writing into {out}")
+            say(f"resuming {args.resume} at epoch {trainer.epoch + 1} of {args.epochs}, writing into {out}")
     t0 = time.perf_counter()
     history = trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
                           seed=args.seed, verbose=0 if args.quiet else 1)
@@ -175,8 +191,8 @@ def train(args):
         written.remove("curves.png")
         note = " (no curves.png: no epoch was trained)"
     n = len(history.epoch)
-    echo(f"test accuracy {100 * res.get('accuracy', float('nan')):.2f}% (loss {res['loss']:.4f}) after {n} "
+    say(f"test accuracy {100 * res.get('accuracy', float('nan')):.2f}% (loss {res['loss']:.4f}) after {n} "
           f"epoch{'s' if n != 1 else ''}{_ending(trainer, history)}; trained {elapsed:.1f}s; evaluated "
           f"{_which_weights(trainer, history)}")
-    echo(f"wrote {os.path.join(str(out), '')}: {', '.join(written)}{note}")
+    say(f"wrote {os.path.join(str(out), '')}: {', '.join(written)}{note}")
     return 0

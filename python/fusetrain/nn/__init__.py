@@ -15,11 +15,12 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .parameter import Parameter
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, GlobalAvgPool1d, GlobalAvgPool2d,
                       MaxPool1d, MaxPool2d)
+from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "Arena", "BatchNorm1d", "BatchNorm2d", "Concat", "CrossEntropyLoss", "Dropout", "Flatten", "Identity",
     "LayerNorm", "LeakyReLU", "Linear", "MSELoss", "Module", "ModuleList", "Parallel", "Parameter", "ReLU",
     "Residual", "Sequential", "Sigmoid", "Tanh", "flatten_parameters", "init", "utils",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d", "GlobalAvgPool1d",
-    "GlobalAvgPool2d", "MaxPool1d", "MaxPool2d",
+    "GlobalAvgPool2d", "MaxPool1d", "MaxPool2d", "SyncBatchNorm",
 ]

@@ -8,6 +8,8 @@ import io
 import math
 import os
 
+from ..distributed.world import is_main_process
+
 _PANEL_LABELS = {"loss": "loss", "accuracy": "accuracy", "lr": "learning rate"}
 
 
@@ -41,7 +43,9 @@ class History:
 
     def to_csv(self, path) -> None:
         """Write one row per epoch: ``epoch`` (counted from 1, as the progress and the plot count)
-        then each metric."""
+        then each metric. Data parallel, rank 0 writes (the ranks' histories are the same)."""
+        if not is_main_process():
+            return
         keys = list(self.history)
         _make_parent(path)
         with open(os.fspath(path), "w", newline="") as f:
@@ -63,7 +67,8 @@ class History:
         """The curves as a matplotlib Figure, one panel per metric (default: loss and every other
         metric that has a validation twin, plus lr when recorded), training and validation
         together, epochs counted from 1, the best epoch (``best_epoch()``) marked. A notebook
-        shows the returned Figure; with ``path`` it is also written there as a PNG.
+        shows the returned Figure; with ``path`` it is also written there as a PNG (data parallel:
+        by rank 0).
 
         Needs matplotlib (the ``plot`` extra); the Figure is made without pyplot, so plotting never
         opens a window or touches pyplot's global state.
@@ -107,7 +112,7 @@ class History:
         if title:
             fig.suptitle(title)
         fig.tight_layout()
-        if path is not None:
+        if path is not None and is_main_process():
             _make_parent(path)
             fig.savefig(os.fspath(path), format="png")
         return fig

@@ -15,21 +15,12 @@ from ..nn.normalization import _BatchNorm, batchnorm_usable
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from . import checkpoint as _ckpt
 from . import inputs as _in
+from . import metrics as _metrics
+from . import parallel as _par
 from .history import History
 from .progress import Progress
 
-_LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "categorical_crossentropy": nn.CrossEntropyLoss,
-           "sparse_categorical_crossentropy": nn.CrossEntropyLoss, "mse": nn.MSELoss,
-           "mean_squared_error": nn.MSELoss}
 _NONFINITE = ("raise", "skip")
-
-
-def _accuracy(y_true, y_pred):
-    """Number of samples whose arg-max output equals the integer label (summed, not averaged)."""
-    return float((y_pred.argmax(axis=-1) == y_true).sum())
-
-
-_METRICS = {"accuracy": _accuracy, "acc": _accuracy}
 
 
 def _overrides(cb, hook):
@@ -56,6 +47,13 @@ class Trainer:
     restores it. Inputs: floating arrays in the model's dtype (float64 data is cast once); integer
     inputs are refused (scale them first, e.g. ``fusetrain.data.scale``). Labels for cross-entropy
     are integers in [0, classes), all checked before the first step.
+
+    Data parallel when ``fusetrain.distributed`` is initialized with more than one rank: every
+    rank runs the same script on the same data, ``batch_size`` is per rank, replicas start from
+    rank 0's weights and stay identical (gradients averaged before clipping and the step); loss,
+    metrics and decisions are reduced over the ranks; ``evaluate`` splits the samples; rank 0
+    alone shows progress and writes checkpoints; an exception on one rank during ``fit`` ends
+    the job (see ``fusetrain.train.parallel``).
     """
 
     def __init__(self, model, optimizer, loss="cross_entropy", metrics=("accuracy",), max_grad_norm=None,
@@ -66,26 +64,8 @@ class Trainer:
             raise TypeError(f"Trainer optimizer must be a fusetrain.optim optimizer, got {type(optimizer).__name__}")
         optimizer.check_model(model)  # an optimizer of another model's parameters would train nothing here
         self.model, self.optimizer = model, optimizer
-        if isinstance(loss, str):
-            if loss not in _LOSSES:
-                raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(_LOSSES)} or a loss module")
-            self.loss_name, self.loss_fn = loss, _LOSSES[loss]()
-        elif callable(getattr(loss, "backward", None)) and callable(loss):
-            self.loss_name, self.loss_fn = type(loss).__name__, loss
-        else:
-            raise TypeError(f"loss must be a name or a loss module with backward(), got {type(loss).__name__}")
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = (metrics,)
-        self.metrics = []
-        for m in metrics or ():
-            if isinstance(m, str):
-                if m not in _METRICS:
-                    raise ValueError(f"unknown metric {m!r}; expected one of {sorted(_METRICS)} or a callable")
-                self.metrics.append(("accuracy" if m == "acc" else m, _METRICS[m], True))
-            elif callable(m):
-                self.metrics.append((getattr(m, "__name__", type(m).__name__), m, False))
-            else:
-                raise TypeError(f"metrics must be names or callables, got {type(m).__name__}")
+        self.loss_name, self.loss_fn = _metrics.resolve_loss(loss)
+        self.metrics = _metrics.resolve_metrics(metrics)
         if max_grad_norm is not None:
             optimizer.max_grad_norm = _check.number(max_grad_norm, "max_grad_norm", lo=0.0, lo_open=True)
         self.max_grad_norm = optimizer.max_grad_norm
@@ -149,15 +129,17 @@ class Trainer:
     def _bn_buffers(self):
         return [b for _, b in self.model.named_buffers() if hasattr(b, "shape")]
 
-    def _train_step(self, xb, yb, bn_bufs, bn_saved):
+    def _train_step(self, xb, yb, bn_bufs, bn_saved, par):
         for src, dst in zip(bn_bufs, bn_saved):
             dst[...] = src
         out = self.model(xb)
         loss = self.loss_fn(out, yb)
+        par.begin_backward()
         self.model.backward(self.loss_fn.backward())
-        norm = self.optimizer.grad_norm()
         # A finite loss can still leave an overflowed running variance: that counts as non-finite.
         stats_ok = all(bool(backend.array_module(b).isfinite(b).all()) for b in bn_bufs)
+        loss, stats_ok = par.end_backward(loss, len(xb), stats_ok)  # on several ranks: averaged gradients
+        norm = self.optimizer.grad_norm()
         if not (math.isfinite(loss) and math.isfinite(norm) and stats_ok):
             self.optimizer.zero_grad()
             for src, dst in zip(bn_saved, bn_bufs):
@@ -189,6 +171,23 @@ class Trainer:
         When the model has batchnorm layers and the last batch would hold a single sample (batch
         statistics of one sample are undefined), that batch is left out of the epoch.
         """
+        par = _par.for_trainer(self)
+        with par.agree():  # bad input raises on every rank, not on one while the others wait
+            x, y, val = self._fit_inputs(x, y, epochs, batch_size, validation_data)
+        resuming = self._resume_epoch is not None
+        if initial_epoch is None:
+            initial_epoch = self._resume_epoch if resuming else 0
+        self._resume_epoch = None
+        if not resuming:
+            self.history = History()
+            if seed is not None:
+                self._stream = frandom.Stream(seed)
+        facts = {"len(x)": len(x), "batch_size": int(batch_size), "epochs": int(epochs), "shuffle": bool(shuffle),
+                 "initial_epoch": int(initial_epoch), "len(validation_data)": None if val is None else len(val[0])}
+        with frandom.use_stream(self._stream), par.fitting(facts):
+            return self._fit(x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks, par)
+
+    def _fit_inputs(self, x, y, epochs, batch_size, validation_data):
         x = self._inputs(x)
         y = self._targets(y, len(x))
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -201,23 +200,14 @@ class Trainer:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             xv = self._inputs(validation_data[0], "validation_data[0]")
             val = (xv, self._targets(validation_data[1], len(xv), "validation_data[1]"))
-        resuming = self._resume_epoch is not None
-        if initial_epoch is None:
-            initial_epoch = self._resume_epoch if resuming else 0
-        self._resume_epoch = None
-        if not resuming:
-            self.history = History()
-            if seed is not None:
-                self._stream = frandom.Stream(seed)
         if isinstance(self.loss_fn, nn.CrossEntropyLoss):  # every label checked before any step
             classes = self._classes(x)
             _in.check_labels(y, classes, "y")
             if val is not None:
                 _in.check_labels(val[1], classes, "validation_data[1]")
-        with frandom.use_stream(self._stream):
-            return self._fit(x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks)
+        return x, y, val
 
-    def _fit(self, x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks):
+    def _fit(self, x, y, epochs, batch_size, val, shuffle, verbose, initial_epoch, callbacks, par):
         cbs = self.callbacks if callbacks is None else self.callbacks + list(callbacks)
         # Checkpoints last: a file written at an epoch's end must hold every other callback's
         # update of that epoch (an EMA/SWA average, EarlyStopping's counters), whatever the order given.
@@ -230,15 +220,15 @@ class Trainer:
         object.__setattr__(self.model, "stop_training", False)
         for cb in cbs:
             cb.set_trainer(self)
-        n = len(x)
+        n, m = len(x), par.samples(len(x))  # m: this rank's samples per epoch
         # a one-sample last batch cannot train batchnorm: that sample waits for the next epoch's shuffle
-        n_train = batchnorm_usable(n, batch_size) if any(isinstance(m, _BatchNorm) for m in self.model.modules()) else n
+        n_train = batchnorm_usable(m, batch_size) if any(isinstance(b, _BatchNorm) for b in self.model.modules()) else m
         nb = -(-n_train // batch_size)
         bn_bufs = self._bn_buffers()
         bn_saved = [b.copy() for b in bn_bufs]
         self.model.train()
         self.optimizer.zero_grad()
-        progress = Progress(epochs, nb, verbose)
+        progress = Progress(epochs, nb, verbose if par.main else 0)
         for cb in cbs:
             cb.on_train_begin({})
         try:
@@ -246,12 +236,12 @@ class Trainer:
                 for cb in cbs:
                     cb.on_epoch_begin(epoch, {})
                 self.model.train()
-                order = frandom.default_generator().permutation(n) if shuffle else None
+                order = par.order(frandom.default_generator().permutation(n) if shuffle else None, n)
                 progress.start_epoch(epoch)
                 sums = {name: 0.0 for name, _, _ in self.metrics}
                 loss_sum, seen, skipped = 0.0, 0, 0
                 for b in range(nb):
-                    lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    lo, hi = b * batch_size, min(m, (b + 1) * batch_size)
                     if order is None:
                         xb, yb = x[lo:hi], y[lo:hi]
                     else:
@@ -259,33 +249,35 @@ class Trainer:
                         xb, yb = self._gather(x, idx, "x"), self._gather(y, idx, "y")
                     for cb in batch_begin:
                         cb.on_train_batch_begin(b, {"batch": b, "size": hi - lo})
-                    out, loss, norm, ok = self._train_step(xb, yb, bn_bufs, bn_saved)
+                    out, loss, norm, ok = self._train_step(xb, yb, bn_bufs, bn_saved, par)
                     if not ok:
                         what = (f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
                                 if not math.isfinite(norm) else "batchnorm running statistics")
                         if self.nonfinite == "raise":
-                            raise FloatingPointError(
+                            raise par.agreed(FloatingPointError(
                                 f"non-finite {what} at epoch {epoch + 1}, batch {b + 1}/{nb}; the update was not "
                                 "applied (weights and optimizer state are as before this batch). Lower the "
                                 "learning rate, clip gradients (max_grad_norm), check the inputs for NaN/inf, or "
-                                "pass nonfinite='skip' to drop such batches")
+                                "pass nonfinite='skip' to drop such batches"))
                         skipped += 1
                     else:
-                        bs = hi - lo
-                        loss_sum += loss * bs
-                        seen += bs
+                        bs, total = hi - lo, par.total(hi - lo)  # loss: over all ranks' batches
+                        loss_sum += loss * total
+                        seen += total
                         for name, fn, summed in self.metrics:
                             v = fn(yb, out)
                             sums[name] += float(v) if summed else float(v) * bs
-                    progress.step(hi - lo, loss_sum / seen if seen else None)
+                    progress.step(par.total(hi - lo), loss_sum / seen if seen else None)
                     for cb in batch_end:
                         cb.on_train_batch_end(b, {"batch": b, "size": hi - lo, "loss": loss, "skipped": not ok})
-                    if self.stop_training or getattr(self.model, "stop_training", False):
+                    if par.any(self.stop_training or getattr(self.model, "stop_training", False)):
+                        self.stop_training = True
                         break
                 if skipped and not seen:
-                    raise FloatingPointError(
+                    raise par.agreed(FloatingPointError(
                         f"every batch of epoch {epoch + 1} was non-finite and skipped: the model has diverged "
-                        "(weights or batchnorm statistics overflowed); lower the learning rate or clip gradients")
+                        "(weights or batchnorm statistics overflowed); lower the learning rate or clip gradients"))
+                sums = par.sums(sums)
                 logs = {"loss": loss_sum / seen if seen else math.nan}
                 for name, _, _ in self.metrics:
                     logs[name] = sums[name] / seen if seen else math.nan
@@ -301,7 +293,8 @@ class Trainer:
                 self.epoch = epoch + 1
                 for cb in cbs:
                     cb.on_epoch_end(epoch, logs)
-                if self.stop_training or getattr(self.model, "stop_training", False):
+                if par.any(self.stop_training or getattr(self.model, "stop_training", False)):
+                    self.stop_training = True
                     break
         finally:
             progress.close()
@@ -341,29 +334,31 @@ class Trainer:
         return out
 
     def evaluate(self, x, y, batch_size=256, _checked=False) -> dict:
-        """``{"loss": mean loss over all samples, metric: mean value, ...}`` in eval mode."""
+        """``{"loss": mean loss over all samples, metric: mean value, ...}`` in eval mode (on
+        several ranks every rank calls it: each evaluates its part, the sums are reduced)."""
+        par = _par.for_trainer(self)
         if not _checked:
-            x = self._inputs(x)
-            y = self._targets(y, len(x))
+            with par.agree():
+                x = self._inputs(x)
+                y = self._targets(y, len(x))
         was_training = self.model.training
         self.model.eval()
-        sums = {name: 0.0 for name, _, _ in self.metrics}
-        loss_sum = 0.0
-        try:
-            for lo in range(0, len(x), batch_size):
-                xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-                out = self.model(xb)
-                bs = len(xb)
-                loss_sum += self.loss_fn(out, yb) * bs
-                for name, fn, summed in self.metrics:
-                    v = fn(yb, out)
-                    sums[name] += float(v) if summed else float(v) * bs
-        finally:
-            self.model.train(was_training)
-        n = len(x)
-        res = {"loss": loss_sum / n}
-        res.update({name: s / n for name, s in sums.items()})
-        return res
+        sums = {"loss": 0.0, **{name: 0.0 for name, _, _ in self.metrics}}
+        first, last = par.chunk(len(x))
+        with par.guard():
+            try:
+                for lo in range(first, last, batch_size):
+                    xb, yb = x[lo:min(last, lo + batch_size)], y[lo:min(last, lo + batch_size)]
+                    out = self.model(xb)
+                    bs = len(xb)
+                    sums["loss"] += self.loss_fn(out, yb) * bs
+                    for name, fn, summed in self.metrics:
+                        v = fn(yb, out)
+                        sums[name] += float(v) if summed else float(v) * bs
+            finally:
+                self.model.train(was_training)
+            sums = par.sums(sums)
+        return {name: s / len(x) for name, s in sums.items()}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path) -> None:
@@ -375,6 +370,8 @@ class Trainer:
         restore_best_weights, the file holds the averaged or best weights the model has then (the
         model to evaluate), and a resumed fit trains on from those. To resume exactly where
         training was, use the checkpoints ModelCheckpoint writes at the end of each epoch."""
+        if not _par.for_trainer(self).main:
+            return
         with frandom.use_stream(self._stream):  # the trainer's RNG streams go into the file
             _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
                                   epoch=self.epoch, history=self.history,
@@ -383,7 +380,8 @@ class Trainer:
 
     def save_weights(self, path) -> None:
         """Write only the model's parameters and buffers (a checkpoint ``load_weights`` reads)."""
-        _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
+        if _par.for_trainer(self).main:
+            _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
 
     def load_checkpoint(self, path) -> int:
         """Restore a checkpoint written by ``save_checkpoint`` (validated fully first: a truncated,
