@@ -82,6 +82,8 @@ def same_device(**arrays) -> None:
 
 def is_int(v) -> bool:
     """An int or numpy integer, not a bool."""
+    if type(v) is int:  # the common case, first (a bool's type is bool)
+        return True
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -122,6 +124,11 @@ def integer(v, name: str, *, lo=None) -> int:
 def ints(v, n: int, name: str, lo: int) -> tuple:
     """An int or a sequence of n ints, each >= lo, as a tuple of n Python ints (a window's kernel size,
     stride, padding, dilation): TypeError for anything else, ValueError for a value below lo."""
+    if type(v) is int:  # the common cases first: they run on every layer call
+        if v >= lo:
+            return (v,) * n
+    elif type(v) is tuple and len(v) == n and all(type(a) is int and a >= lo for a in v):
+        return v
     vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
     if len(vals) != n or not all(is_int(a) for a in vals):
         raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {v!r}")
