@@ -52,8 +52,8 @@ EOF
 # alone, so a report reaches the log even though the process aborts before pytest prints what it
 # captured; -p no:cacheprovider keeps the tree clean.
 "$PY" -m pytest -q --capture=sys -p no:cacheprovider "$@" \
-  tests/test_memory_safety.py tests/test_properties.py tests/test_gemm.py tests/test_conv.py tests/test_pool.py \
-  tests/test_ops_batchnorm.py tests/test_ops_dropout.py tests/test_ops_loss.py tests/test_ops_norm.py \
-  tests/test_ops_optim.py tests/test_gradcheck_compiled.py tests/test_sequential.py tests/test_nn_module.py \
-  tests/test_nn_torch.py tests/test_inference.py tests/test_models_cnn.py tests/test_optim.py \
+  tests/test_memory_safety.py tests/test_properties.py tests/test_gemm.py tests/test_conv.py tests/test_pooling.py \
+  tests/test_batchnorm.py tests/test_layernorm.py tests/test_dropout.py tests/test_loss.py tests/test_norm.py \
+  tests/test_optim.py tests/test_gradcheck_compiled.py tests/test_sequential.py tests/test_nn_module.py \
+  tests/test_nn_torch.py tests/test_inference.py tests/test_models_cnn.py tests/test_optimizers.py \
   tests/test_checkpoint.py tests/test_checkpoint_properties.py

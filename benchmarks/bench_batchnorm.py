@@ -1,15 +1,14 @@
-"""BatchNorm forward+backward (training) at PERFORMANCE.md's shapes: fusetrain vs its NumPy twin and
+"""BatchNorm forward+backward (training): fusetrain vs its NumPy twin and
 torch.nn.functional.batch_norm, with bandwidth against the copy probe. Also BN+ReLU fused.
+Each shape is first validated against the NumPy twin (outputs, statistics and gradients).
 
     python benchmarks/bench_batchnorm.py [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -17,9 +16,7 @@ SHAPES = [(4096, 1024), (256, 1024), (64, 64, 32, 32)]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     R = args.repeats
     torch = try_torch()
     probe = probe_gbps()["copy"]
@@ -38,6 +35,19 @@ def main():
         # channel's second pass finds its data in cache, fewer reach memory).
         nbytes = 7 * 4 * x.size
         label = "x".join(map(str, shape))
+
+        def outputs(relu):
+            def run():
+                y_, mean, invstd = ops.batchnorm_forward(x, w, b, rm.copy(), rv.copy(), training=True, relu=relu)
+                dw_, db_ = np.zeros(C, np.float32), np.zeros(C, np.float32)
+                dx_ = ops.batchnorm_backward(dy, x, y_, w, mean, invstd, training=True, relu=relu, grad_weight=dw_,
+                                             grad_bias=db_)
+                return {"y": y_, "mean": mean, "invstd": invstd, "grad_input": dx_, "grad_weight": dw_,
+                        "grad_bias": db_}
+            return run
+
+        for relu in (False, True):
+            check_twin(f"batchnorm{'+relu' if relu else ''} {label}", outputs(relu), rtol=1e-4, atol=1e-3)
 
         def step(relu=False):
             _, mean, invstd = ops.batchnorm_forward(x, w, b, rm, rv, training=True, relu=relu, out=y)

@@ -1,19 +1,20 @@
 """GPU benchmarks of the CUDA kernels (CuPy arrays): fused AdamW over ~18.9 M params vs a
 device-to-device copy measured in the same run (GB/s, % of copy) and vs torch.optim.AdamW(fused=True)
 on CUDA; dropout and batchnorm vs PyTorch CUDA. Appends to benchmarks/results/cuda.csv.
-Timed with CUDA events on the current stream (median, 20th and 80th percentiles).
+Timed with CUDA events on the current stream (median, 20th and 80th percentiles). Before any
+timing, each kernel's results on CuPy arrays are validated against the same op on host arrays
+(the C++ kernels, which the CPU tests hold to the NumPy twins).
 
     python benchmarks/bench_cuda.py [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 import fusetrain
-from common import Table
+from common import Table, compare, parse_args
 from fusetrain import ops
 
 SIZES = [1024 * 1419] * 13 + [1419] * 13  # 18.91 M params in 26 tensors, as bench_optim.py
@@ -42,6 +43,50 @@ def torch_cuda():
     except ImportError:
         return None
     return torch if torch.cuda.is_available() else None
+
+
+def check_gpu(cp, name, fn, arrays, *, rtol, atol):
+    """fn(arrays) -> {label: array} run on CuPy copies of `arrays` and on host copies; exits with
+    status 1 unless the results match."""
+    gpu = {k: cp.asnumpy(v) for k, v in fn({k: cp.asarray(a) for k, a in arrays.items()}).items()}
+    compare(name, gpu, fn({k: a.copy() for k, a in arrays.items()}), "CPU kernel", rtol=rtol, atol=atol)
+
+
+def adamw_step(a):
+    ops.adam_step(a["param"], a["grad"], a["m"], a["v"], lr=1e-3, weight_decay=1e-2, decoupled=True, step=10)
+    return {k: a[k] for k in ("param", "m", "v")}
+
+
+def dropout_step(a):
+    return {"y": ops.dropout_forward(a["x"], 0.1, 7, 0), "grad_input": ops.dropout_backward(a["x"], 0.1, 7, 0)}
+
+
+def batchnorm_step(a):
+    y, mean, invstd = ops.batchnorm_forward(a["x"], a["weight"], a["bias"], a["running_mean"], a["running_var"],
+                                            training=True, relu=True)
+    dx = ops.batchnorm_backward(a["dy"], a["x"], y, a["weight"], mean, invstd, training=True, relu=True,
+                                grad_weight=a["grad_weight"], grad_bias=a["grad_bias"])
+    return {"y": y, "mean": mean, "invstd": invstd, "running_mean": a["running_mean"],
+            "running_var": a["running_var"], "grad_input": dx, "grad_weight": a["grad_weight"],
+            "grad_bias": a["grad_bias"]}
+
+
+def validate(cp):
+    rng = np.random.default_rng(3)
+    n, shape = 1 << 20, (32, 64, 16, 16)
+    C = shape[1]
+
+    def f32(*s, positive=False):
+        a = rng.standard_normal(s).astype(np.float32)
+        return np.abs(a) if positive else a
+
+    check_gpu(cp, "cuda adamw", adamw_step, {"param": f32(n), "grad": f32(n), "m": f32(n), "v": f32(n, positive=True)},
+              rtol=1e-5, atol=1e-6)
+    check_gpu(cp, "cuda dropout", dropout_step, {"x": f32(n)}, rtol=1e-6, atol=0)
+    check_gpu(cp, "cuda batchnorm+relu", batchnorm_step,
+              {"x": f32(*shape), "dy": f32(*shape), "weight": f32(C), "bias": f32(C), "running_mean": f32(C),
+               "running_var": f32(C, positive=True), "grad_weight": f32(C), "grad_bias": f32(C)},
+              rtol=1e-4, atol=1e-4)
 
 
 def bench_adamw(cp, torch, table, R):
@@ -150,14 +195,13 @@ def bench_batchnorm(cp, torch, table, R):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=30)
     if not fusetrain.cuda_available():
         sys.exit("bench_cuda.py needs an NVIDIA GPU, CuPy and fusetrain built with its CUDA module "
                  "(fusetrain.cuda_available() is False here); nothing was measured.")
     import cupy as cp
 
+    validate(cp)
     torch = torch_cuda()
     if torch is None:
         print("PyTorch with CUDA is not available: reporting fusetrain and the copy only")

@@ -1,16 +1,15 @@
 """Dropout p=0.5 forward+backward on (4096, 1024): fusetrain (mask regenerated in backward, or a
 1-bit packed mask) vs the NumPy twin (bit-exact Philox), a plain NumPy dropout (np.random mask,
-the PERFORMANCE.md anchor) and torch.nn.functional.dropout, with a copy probe for bandwidth.
+the usual hand-written baseline) and torch.nn.functional.dropout, with a copy probe for bandwidth.
+Both fusetrain variants are first validated against the twin (same mask, same values).
 
     python benchmarks/bench_dropout.py [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -19,9 +18,7 @@ P = 0.5
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=20)
     R = args.repeats
     rng = np.random.default_rng(0)
     x = rng.standard_normal(SHAPE).astype(np.float32)
@@ -43,6 +40,16 @@ def main():
     def packed():
         ops.dropout_forward(x, P, 1, 0, out=y, mask_bits=bits)
         ops.dropout_backward(dy, P, 1, 0, grad_input=dx, mask_bits=bits)
+
+    def outputs(packed_mask):
+        def run():
+            mask = np.empty_like(bits) if packed_mask else None
+            y_ = ops.dropout_forward(x, P, 1, 0, mask_bits=mask)
+            return {"y": y_, "grad_input": ops.dropout_backward(dy, P, 1, 0, mask_bits=mask)}
+        return run
+
+    check_twin("dropout (mask regenerated)", outputs(False), rtol=0, atol=0)
+    check_twin("dropout (1-bit packed mask)", outputs(True), rtol=0, atol=0)
 
     def plain_numpy():
         keep = np.random.default_rng(1).random(SHAPE, dtype=np.float32) >= P

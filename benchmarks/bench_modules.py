@@ -1,17 +1,16 @@
 """Module-level figures: a Linear(1024,1024)-BatchNorm1d-ReLU-Dropout block forward+backward at
 batch 128 (fused Sequential, the same layers unfused, the NumPy twins, torch.nn), and an AdamW
 step over the parameter arena of an MLP 784-1024-1024-10 (with and without folded clipping)
-vs torch.optim.AdamW(fused=True) and its default (foreach) path.
+vs torch.optim.AdamW(fused=True) and its default (foreach) path. Both are first validated against
+the NumPy twins (the block's output and gradients, the parameters after one step).
 
     python benchmarks/bench_modules.py [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, timeit, try_torch
+from common import Table, check_twin, layer_outputs, parse_args, timeit, try_torch
 import fusetrain
 from fusetrain import nn, optim
 from fusetrain.backend import use_backend
@@ -31,6 +30,8 @@ def bench_block(table: Table, repeats: int, torch):
     g = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
     shape = f"{BATCH}x{WIDTH}"
     fused, plain = _block(True), _block(False)
+    for name, m in (("fused", fused), ("unfused", plain)):
+        check_twin(f"{name} block {shape}", layer_outputs(m, x, g), rtol=1e-4, atol=1e-3)
 
     def step(m):
         m(x)
@@ -73,6 +74,19 @@ def bench_adamw(table: Table, repeats: int, torch):
     for p in params:
         p.grad = rng.standard_normal(p.shape).astype(np.float32) * 1e-2
     shape = f"{n} params in {len(params)} tensors"
+
+    def stepped(**kw):
+        def run():
+            start = [p.data.copy() for p in params]
+            optim.AdamW(params, lr=1e-3, **kw).step()
+            out = {f"param[{i}]": p.data.copy() for i, p in enumerate(params)}
+            for p, s in zip(params, start):
+                p.data[...] = s
+            return out
+        return run
+
+    check_twin("AdamW step", stepped(), rtol=1e-5, atol=1e-6)
+    check_twin("AdamW step +clip", stepped(max_grad_norm=1.0), rtol=1e-5, atol=1e-6)
     opt = optim.AdamW(params, lr=1e-3)
     clip = optim.AdamW(params, lr=1e-3, max_grad_norm=1.0)
     with use_backend("numpy"):
@@ -108,9 +122,7 @@ def bench_adamw(table: Table, repeats: int, torch):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=30)
     torch = try_torch()
     table = Table("modules", "modules")
     bench_block(table, args.repeats, torch)

@@ -1,16 +1,15 @@
-"""Optimizer steps over ~18.9 M params in 26 tensors (PERFORMANCE.md's anchor): fusetrain's fused
+"""Optimizer steps over ~18.9 M params in 26 tensors (a ResNet-18-sized arena): fusetrain's fused
 update over one arena vs its NumPy twin, torch.optim (for-loop, foreach, fused) and a probe with
-the same memory streams. Also clip-by-global-norm folded into AdamW vs AdamW alone.
+the same memory streams. Also clip-by-global-norm folded into AdamW vs AdamW alone. Each step is
+first validated against the NumPy twin (parameters and state after one step).
 
     python benchmarks/bench_optim.py [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from common import Table, probe_gbps, timeit_round_robin, try_torch
+from common import Table, check_twin, parse_args, probe_gbps, timeit_round_robin, try_torch
 from fusetrain import ops
 from fusetrain.backend import use_backend
 
@@ -20,9 +19,7 @@ PROBE_OUTS = {"adam": 3, "adamw": 3, "sgd_momentum": 2, "clip+adamw": 3}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=15)
-    args = ap.parse_args()
+    args = parse_args(__doc__, repeats=15)
     n = sum(SIZES)
     rng = np.random.default_rng(0)
     p = rng.standard_normal(n).astype(np.float32)
@@ -36,13 +33,25 @@ def main():
     shape = f"{n / 1e6:.2f}M params / 26 tensors"
     R = args.repeats
 
-    steps = {
-        "adam": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=0.0, step=10),
-        "adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10),
-        "sgd_momentum": lambda: ops.sgd_step(p, g, m, lr=1e-2, momentum=0.9),
-        "clip+adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10,
-                                            grad_scale=ops.clip_coef(ops.global_norm([g]), 1.0)),
-    }
+    def make_steps(p, m, v):
+        return {
+            "adam": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=0.0, step=10),
+            "adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10),
+            "sgd_momentum": lambda: ops.sgd_step(p, g, m, lr=1e-2, momentum=0.9),
+            "clip+adamw": lambda: ops.adam_step(p, g, m, v, lr=1e-3, weight_decay=1e-2, decoupled=True, step=10,
+                                                grad_scale=ops.clip_coef(ops.global_norm([g]), 1.0)),
+        }
+
+    def outputs(kind):
+        def run():
+            state = {"param": p.copy(), "m": m + 1e-3, "v": v + 1e-4}  # nonzero state: every term counts
+            make_steps(*state.values())[kind]()
+            return state
+        return run
+
+    steps = make_steps(p, m, v)
+    for kind in steps:
+        check_twin(kind, outputs(kind), rtol=1e-5, atol=1e-6)
 
     def numpy_twin(fn):
         def run():

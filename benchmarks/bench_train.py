@@ -1,4 +1,4 @@
-"""Training throughput of the PERFORMANCE.md MLP recipe: 784-1024-1024-10 with BatchNorm, ReLU,
+"""Training throughput of the reference MLP recipe: 784-1024-1024-10 with BatchNorm, ReLU,
 Dropout(0.3), AdamW (lr 1e-3, weight decay 1e-2), clipping by global norm 1.0, ExponentialLR(0.98),
 batch 128, on MNIST-shaped synthetic data (fusetrain.data.make_synthetic_mnist).
 
@@ -7,7 +7,8 @@ thread pool of one disturbs another, and drifts of the machine's speed hit all a
 and a plain PyTorch CPU loop (AdamW fused=True and the default foreach) when torch is installed.
 Every loop tracks the loss and accuracy per batch, as a Keras-style trainer does. Also reported:
 the Python and dispatch overhead of one fusetrain step, measured as the step time of the same
-network at width 1 and batch 2 (kernels nearly free), as a share of the real step.
+network at width 1 and batch 2 (kernels nearly free), as a share of the real step. Before any
+timing, the model's loss and gradients on one batch are validated against the NumPy twins.
 
     python benchmarks/bench_train.py [--samples N] [--epochs E] [--rounds R]
 """
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import Table, run_fresh
+from common import Table, check_twin, model_outputs, run_fresh
 
 HIDDEN, P, BATCH, LR, WD, CLIP, GAMMA = (1024, 1024), 0.3, 128, 1e-3, 1e-2, 1.0, 0.98
 
@@ -133,6 +134,15 @@ def python_overhead(repeats=200):
     return (time.perf_counter() - t0) / repeats
 
 
+def validate():
+    from fusetrain.data import make_synthetic_mnist
+    from fusetrain.models import MLP
+
+    x, y = make_synthetic_mnist(BATCH, seed=1)
+    check_twin("MLP forward+backward", model_outputs(lambda: MLP(x.shape[1], HIDDEN, 10, batchnorm=True, dropout=P),
+                                                     x, y), rtol=1e-4, atol=1e-4)
+
+
 def child(args):
     from fusetrain.data import make_synthetic_mnist
 
@@ -161,6 +171,7 @@ def main():
     args = ap.parse_args()
     if args.impl:
         return child(args)
+    validate()
     impls = ["fused", "numpy"]
     try:
         import torch  # noqa: F401

@@ -26,8 +26,8 @@ How:
 * Timing: all of one model's jobs (fusetrain, torch, twin; train and infer) in one process, in
   interleaved rounds, so drifts of this shared machine hit every implementation alike. A sample
   is as many back-to-back calls as fill ~0.1 s (one call for the big models); before each sample
-  the script sleeps 0.1 s so the spinning worker threads of the previous job (fusetrain's OpenMP
-  threads spin ~50 ms after a kernel, OpenBLAS's and torch's too) do not eat into the next one.
+  the script sleeps 0.1 s so the spinning worker threads of the previous job (torch's and
+  OpenBLAS's spin for milliseconds after a kernel, fusetrain's for ~50 us) do not eat into the next one.
   The slow twins run in only some rounds (spread evenly). Medians and 20th/80th percentiles.
 * torch runs with 2 threads (common.try_torch), fusetrain with its default threads (its own pool,
   whose idle workers spin ~50 us and then sleep; torch's OpenMP threads spin longer, hence the

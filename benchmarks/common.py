@@ -1,8 +1,10 @@
-"""Shared benchmark machinery: timing with warm-up and percentiles, the bandwidth probe, the
-machine description, CSV rows and the printed table. Timings are only meaningful as ratios
-measured in the same run: these machines are shared and noisy."""
+"""Shared benchmark machinery: validation against the NumPy twins before any timing, timing with
+warm-up and percentiles, the bandwidth probe, the machine description, CSV rows and the printed
+table. Timings are only meaningful as ratios measured in the same run: these machines are shared
+and noisy. Method and results: docs/performance.md."""
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import json
@@ -34,7 +36,15 @@ def machine() -> str:
         pass
     from fusetrain import _core
 
-    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} OpenMP threads"
+    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} fusetrain threads"
+
+
+def parse_args(doc: str, repeats: int) -> argparse.Namespace:
+    """The command line every kernel benchmark takes: ``[--repeats N]``, described by the first
+    line of the script's docstring."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=repeats)
+    return ap.parse_args()
 
 
 def try_torch():
@@ -47,13 +57,91 @@ def try_torch():
     return torch
 
 
+def compare(name: str, got: dict, want: dict, against: str, *, rtol: float, atol: float) -> None:
+    """Exits with status 1, naming the output and its largest difference, unless every array of
+    `got` matches its namesake in `want` (same shape, finite, within rtol/atol)."""
+    for key, expected in want.items():
+        a, b = np.asarray(got[key], np.float64), np.asarray(expected, np.float64)
+        if a.shape != b.shape:
+            sys.exit(f"{name}: {key} has shape {a.shape}, the {against} gives {b.shape}; nothing was timed")
+        if not (np.all(np.isfinite(a)) and np.allclose(a, b, rtol=rtol, atol=atol)):
+            worst = float(np.nanmax(np.abs(a - b))) if a.size else 0.0
+            sys.exit(f"{name}: {key} differs from the {against} (largest difference {worst:.3g}; allowed: rtol "
+                     f"{rtol}, atol {atol}); nothing was timed")
+    what = ", ".join(want) if len(want) <= 6 else f"all {len(want)} outputs"
+    print(f"validated {name}: {what} match the {against} (rtol {rtol}, atol {atol})", flush=True)
+
+
+def check_twin(name: str, run, *, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """Validation before timing, which every bench_*.py does first: a fast wrong kernel must not
+    produce a figure. run() is called once on the compiled kernels and once on the NumPy twins
+    (``use_backend("numpy")``), each time from the same starting state, and returns {label: array};
+    the arrays are copied at once, as run() may write into buffers that the next call reuses."""
+    from fusetrain.backend import use_backend
+
+    got = {k: np.array(v) for k, v in run().items()}
+    with use_backend("numpy"):
+        want = {k: np.array(v) for k, v in run().items()}
+    compare(name, got, want, "NumPy twin", rtol=rtol, atol=atol)
+
+
+def layer_step(layer, x, dy):
+    """One forward+backward of a fusetrain layer, as a timed job."""
+    def step():
+        layer(x)
+        layer.backward(dy)
+    return step
+
+
+def layer_outputs(layer, x, dy):
+    """What a forward+backward of `layer` produces, for check_twin: output, input and weight gradients.
+    Each run reseeds fusetrain, so both runs draw the same dropout masks."""
+    import fusetrain
+
+    def run():
+        fusetrain.manual_seed(0)
+        layer.zero_grad()
+        out = {"y": layer(x), "grad_input": layer.backward(dy)}
+        out.update({f"grad {name}": p.grad for name, p in layer.named_parameters()})
+        return out
+    return run
+
+
+def model_outputs(build, x, labels):
+    """The loss and every parameter's gradient after one cross-entropy forward+backward of a fresh
+    model, build() called after reseeding fusetrain (same weights, same dropout masks), for check_twin."""
+    import fusetrain
+    from fusetrain import nn
+
+    def run():
+        fusetrain.manual_seed(0)
+        model, loss_fn = build(), nn.CrossEntropyLoss()
+        out = {"loss": np.asarray(loss_fn(model(x), labels))}
+        model.backward(loss_fn.backward())
+        out.update({f"grad {name}": p.grad for name, p in model.named_parameters()})
+        return out
+    return run
+
+
+def torch_step(torch, module, x, dy):
+    """One forward+backward of a torch.nn module, as a timed job."""
+    tx = torch.tensor(x, requires_grad=True)
+    tdy = torch.tensor(dy)
+
+    def step():
+        tx.grad = None
+        module.zero_grad(set_to_none=True)
+        module(tx).backward(tdy)
+    return step
+
+
 def timeit(fn, *, repeats=20, warmup=3, min_time=0.0):
     """Calls fn() warmup times, then repeats times (more if min_time seconds are not yet spent).
     Returns (median, p20, p80) in milliseconds.
 
-    It first pauses 0.1 s: threads of whatever ran before (fusetrain's OpenMP workers spin ~50 ms
-    after their last kernel, OpenBLAS's too) go to sleep, so no implementation is timed against
-    another's spinning threads."""
+    It first pauses 0.1 s: threads of whatever ran before (OpenBLAS's and torch's workers spin for
+    milliseconds after their last kernel, fusetrain's for ~50 us) go to sleep, so no implementation
+    is timed against another's spinning threads."""
     time.sleep(0.1)
     for _ in range(warmup):
         fn()
@@ -103,6 +191,17 @@ def probe_gbps(nbytes_hint: int = 256 << 20, repeats=15) -> dict:
     copy_ms = timeit(lambda: ops.probe_copy(b, a), repeats=repeats)[0]
     triad_ms = timeit(lambda: ops.probe_triad(a, b, c, 0.5), repeats=repeats)[0]
     return {"copy": 8 * n / copy_ms / 1e6, "triad": 12 * n / triad_ms / 1e6}
+
+
+def add_rows(table, shape, times: dict, *, nbytes=None, numpy="numpy twin", torch="torch") -> None:
+    """One table row per implementation timed in `times` ({name: (median, p20, p80)}); the rows of
+    fusetrain's implementations (names starting with "fusetrain") carry their speed-ups over the
+    `numpy` and `torch` entries, when those were timed."""
+    base = {key: times[name][0] if name in times else None for key, name in (("numpy", numpy), ("torch", torch))}
+    for name, t in times.items():
+        ours = name.startswith("fusetrain")
+        table.add(name, shape, t, nbytes=nbytes, numpy_ms=base["numpy"] if ours else None,
+                  torch_ms=base["torch"] if ours else None)
 
 
 class Table:

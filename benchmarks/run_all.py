@@ -1,5 +1,6 @@
 """Runs every kernel and training benchmark in turn (each in its own process, so one's memory and
-threads do not disturb the next), then draws summary.png from the CSVs in the output folder (common.RESULTS).
+threads do not disturb the next; each validates its results before it times them), then draws
+summary.png from the CSVs in the output folder (common.RESULTS).
 
     python benchmarks/run_all.py [--quick]
 """
@@ -13,8 +14,10 @@ from pathlib import Path
 from common import RESULTS
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_optim.py", "bench_dropout.py", "bench_batchnorm.py", "bench_modules.py", "bench_conv.py",
-           "bench_train.py", "bench_resnet.py"]
+# One benchmark per op (as ops/ has one module per op), then layers, then training.
+OP_SCRIPTS = ["bench_optim.py", "bench_norm.py", "bench_dropout.py", "bench_batchnorm.py", "bench_layernorm.py",
+              "bench_loss.py", "bench_gemm.py", "bench_conv.py", "bench_pooling.py"]
+SCRIPTS = OP_SCRIPTS + ["bench_modules.py", "bench_train.py", "bench_resnet.py"]
 
 
 def _ours(impl: str) -> bool:
@@ -75,8 +78,7 @@ def main():
         script = HERE / name
         if not script.exists():
             continue
-        cmd = [sys.executable, str(script)] + (["--repeats", "5"] if args.quick and name.startswith(
-            ("bench_optim", "bench_dropout", "bench_batchnorm")) else [])
+        cmd = [sys.executable, str(script)] + (["--repeats", "5"] if args.quick and name in OP_SCRIPTS else [])
         print(f"\n=== {name} ===", flush=True)
         if subprocess.call(cmd, cwd=HERE) != 0:
             failed.append(name)

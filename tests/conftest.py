@@ -28,7 +28,7 @@ def _fresh_state():
 @pytest.fixture(autouse=True, scope="session")
 def _one_blas_thread():
     # The tests' NumPy references call OpenBLAS between our kernels; on a 2-core machine its
-    # threads and our OpenMP threads (which spin briefly between kernels) would contend for the
+    # threads and our pool's threads (which spin briefly between kernels) would contend for the
     # cores. Correctness does not depend on the BLAS thread count.
     try:
         from threadpoolctl import threadpool_limits

@@ -75,8 +75,8 @@ def test_conv2d_op_matches_float64_twin(case, bias):
     gb = np.full(OC, -0.25, np.float32)
     dx = ops.conv2d_backward(dy, col, w, x.shape, stride=s, padding=p, dilation=d, groups=g, grad_weight=gw,
                              grad_bias=gb if bias else None)
-    kw_ = dict(stride=ops.conv._ints(s, 2, "s", 1), padding=ops.conv._ints(p, 2, "p", 0),
-               dilation=ops.conv._ints(d, 2, "d", 1), groups=g)
+    kw_ = dict(stride=ops._check.ints(s, 2, "s", 1), padding=ops._check.ints(p, 2, "p", 0),
+               dilation=ops._check.ints(d, 2, "d", 1), groups=g)
     ry, rdx, rdw, rdb = _twin_conv(x, w, b, dy, **kw_)
     # float32 sums of K unit-scale products (sequential in the direct kernels): error grows with K
     atol = max(1e-5, 3e-7 * max(C // g, OC // g) * kh * kw)

@@ -22,7 +22,7 @@ def test_kernels_of_narrower_instruction_sets(isa):
             "assert _core.conv2d_direct_isa() == %r, _core.conv2d_direct_isa(); "
             "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x', '-k', 'float64 or torch or bitwise'] + %r))"
             % (here, isa, [os.path.join(here, f) for f in
-                           ("test_conv.py", "test_gemm.py", "test_ops_dropout.py", "test_ops_batchnorm.py")]))
+                           ("test_conv.py", "test_gemm.py", "test_dropout.py", "test_batchnorm.py")]))
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FUSETRAIN_CPU_ISA=isa),
                          capture_output=True, text=True, cwd=here)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -1,5 +1,5 @@
 """CUDA kernels (fusetrain._cuda) against the CPU kernels on the same inputs: optimizers, norms,
-batch/layer norm, dropout epilogue, softmax-xent, convolution helpers and pooling; bitwise-identical
+batch/layer norm, dropout epilogue, the losses, convolution helpers and pooling; bitwise-identical
 dropout masks; deterministic reductions and gathers; short training runs (MLP, CNNs) on the GPU.
 GPU tests are marked ``cuda`` and skip without a GPU."""
 import os
@@ -12,7 +12,7 @@ import pytest
 import fusetrain
 from fusetrain import _core, backend, nn, ops
 from test_conv import CONV1D_CASES, CONV2D_CASES
-from test_pool import ADAPTIVE2D, AVG2D, MAX2D
+from test_pooling import ADAPTIVE2D, AVG2D, MAX2D
 from testutils import assert_close
 
 HAVE_GPU = fusetrain.cuda_available()
@@ -22,10 +22,23 @@ CUDA_FUNCTIONS = (
     "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "ema_update", "pow_sum", "scale_inplace",
     "clamp_inplace", "count_nonfinite", "batchnorm_forward_train", "batchnorm_forward_eval",
     "batchnorm_backward", "layernorm_forward", "layernorm_backward", "bias_act_dropout_forward",
-    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_xent", "im2col2d", "col2im2d",
-    "cn_to_nc", "nc_to_cn", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-    "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
+    "bias_act_dropout_backward", "dropout_mask", "philox4x32_10", "softmax_cross_entropy", "mse_loss", "im2col2d", "col2im2d",
+    "cn_to_nc", "nc_to_cn", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+    "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
 )
+
+
+class _DeviceArray:
+    """Stands for a CUDA array on a machine without a GPU: a __cuda_array_interface__ with no memory
+    behind it, enough for the checks _cuda makes on the host before any launch."""
+
+    def __init__(self, size, ptr=16, typestr="<f4"):
+        self.__cuda_array_interface__ = {"shape": (size,), "typestr": typestr, "data": (ptr, False),
+                                         "strides": None, "version": 3}
+
+
+def _d(size, ptr=16, typestr="<f4"):
+    return _DeviceArray(size, 0 if size == 0 else ptr, typestr)
 
 
 # ---------------------------------------------------------------- without a GPU
@@ -51,30 +64,41 @@ def test_cuda_host_checks_raise_before_any_launch():
     cu = backend._cuda
     if cu is None:
         pytest.skip("fusetrain was built without its CUDA module")
-    with pytest.raises(ValueError, match="n must be >= 0"):
-        cu.sgd_step(0, 0, 0, -1, 0.1, 0.0, 0.0, 0.0, False, False, 1.0, 0)
+    with pytest.raises(ValueError, match="param: the sizes .* include a negative one"):
+        bad = _d(1)
+        bad.__cuda_array_interface__["shape"] = (-1,)
+        cu.sgd_step(bad, bad, None, 0.1, 0.0, 0.0, 0.0, False, False, 1.0)
     with pytest.raises(ValueError, match="param must be a device pointer"):
-        cu.adam_step(0, 0, 0, 0, 0, 5, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1, 1.0, 0)
+        cu.adam_step(_d(5, ptr=0), _d(5), _d(5), _d(5), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1, 1.0)
     with pytest.raises(ValueError, match="step must be >= 1"):
-        cu.adam_step(16, 16, 16, 16, 0, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 0, 1.0, 0)
+        cu.adam_step(_d(1), _d(1), _d(1), _d(1), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 0, 1.0)
     with pytest.raises(ValueError, match="norm_type must be > 0"):
-        cu.pow_sum(16, 4, -1.0, 0)
+        cu.pow_sum(_d(4), -1.0)
     with pytest.raises(ValueError, match="multiple of 4"):
-        cu.dropout_mask(16, 8, 0.5, 1, 2, 0)
+        cu.dropout_mask(_d(8, typestr="|u1"), 0.5, 1, 2)
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
-        cu.bias_act_dropout_forward(16, 0, 16, 2, 3, 0, 0.0, 1.0, 1, 0, 0)
+        cu.bias_act_dropout_forward(_d(6), None, _d(6), 2, 3, 0, 0.0, 1.0, 1, 0, None)
     with pytest.raises(ValueError, match="act code"):
-        cu.bias_act_dropout_backward(16, 16, 16, 0, 2, 3, 9, 0.0, 0.0, 1, 0, 0)
+        cu.bias_act_dropout_backward(_d(6), _d(6), _d(6), None, 2, 3, 9, 0.0, 0.0, 1, 0, None)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        cu.batchnorm_forward_train(16, 0, 0, 16, 16, 16, 0, 0, 1, 3, 1, 1e-5, 0.1, False, 0.0, 0, 0, 0)
+        cu.batchnorm_forward_train(_d(3), None, None, _d(3), _d(3), _d(3), None, None, 1, 3, 1, 1e-5, 0.1, False,
+                                   0.0, 0, 0)
     with pytest.raises(ValueError, match="needs relu"):
-        cu.batchnorm_forward_train(16, 0, 0, 16, 16, 16, 0, 0, 4, 3, 1, 1e-5, 0.1, False, 0.5, 0, 0, 0)
+        cu.batchnorm_forward_train(_d(12), None, None, _d(12), _d(3), _d(3), None, None, 4, 3, 1, 1e-5, 0.1, False,
+                                   0.5, 0, 0)
     with pytest.raises(ValueError, match="K >= 1"):
-        cu.softmax_xent(16, 16, 0, 3, 0, 1.0, 0)
+        cu.softmax_cross_entropy(_d(0), _d(3, typestr="<i8"), None, 3, 0, 1.0)
+    with pytest.raises(ValueError, match="target has 3 elements, expected 4"):
+        cu.mse_loss(_d(4), _d(3), None, 0.5)
+    # An array that is no CUDA array, or of another dtype, is refused by name.
+    with pytest.raises(ValueError, match="grad must be a CUDA array"):
+        cu.sgd_step(_d(4), np.zeros(4, np.float32), None, 0.1, 0.0, 0.0, 0.0, False, False, 1.0)
+    with pytest.raises(ValueError, match="grad has typestr <f8, expected <f4"):
+        cu.sgd_step(_d(4), _d(4, typestr="<f8"), None, 0.1, 0.0, 0.0, 0.0, False, False, 1.0)
     # Empty inputs are valid and launch nothing (so they also run without a GPU).
-    assert cu.pow_sum(0, 0, 2.0, 0) == 0.0
-    assert cu.count_nonfinite(0, 0, 0) == 0
-    cu.adam_step(0, 0, 0, 0, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1, 1.0, 0)
+    assert cu.pow_sum(_d(0), 2.0) == 0.0
+    assert cu.count_nonfinite(_d(0)) == 0
+    cu.adam_step(_d(0), _d(0), _d(0), _d(0), None, 1e-3, 0.9, 0.999, 1e-8, 0.0, True, 1, 1.0)
 
 
 def test_cuda_conv_and_pool_host_checks_raise_before_any_launch():
@@ -82,36 +106,36 @@ def test_cuda_conv_and_pool_host_checks_raise_before_any_launch():
     cu = backend._cuda
     if cu is None:
         pytest.skip("fusetrain was built without its CUDA module")
-    geom = (5, 5, 3, 3, 1, 1, 1, 1, 1, 1)  # H, W, KH, KW, SH, SW, PH, PW, DH, DW
+    geom = (5, 5, 3, 3, 1, 1, 1, 1, 1, 1)  # H, W, KH, KW, SH, SW, PH, PW, DH, DW (a 5x5 output)
     with pytest.raises(ValueError, match="larger than the padded input"):
-        cu.im2col2d(16, 16, 1, 1, 5, 5, 7, 7, 1, 1, 0, 0, 1, 1, 0)
+        cu.im2col2d(_d(25), _d(1), 1, 1, 5, 5, 7, 7, 1, 1, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="stride must be >= 1"):
-        cu.maxpool2d_forward(16, 16, 16, 1, 4, 4, 2, 2, 0, 2, 0, 0, 1, 1, 0)
+        cu.max_pool2d_forward(_d(16), _d(4), _d(4, typestr="<i4"), 1, 4, 4, 2, 2, 0, 2, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="dilation must be >= 1"):
-        cu.col2im2d(16, 16, 1, 1, 5, 5, 3, 3, 1, 1, 1, 1, 0, 1, 0)
+        cu.col2im2d(_d(225), _d(25), 1, 1, 5, 5, 3, 3, 1, 1, 1, 1, 0, 1)
     with pytest.raises(ValueError, match="col must be a device pointer"):
-        cu.col2im2d(0, 16, 1, 1, *geom, 0)
+        cu.col2im2d(_d(225, ptr=0), _d(25), 1, 1, *geom)
     with pytest.raises(ValueError, match="grad_input must be a device pointer"):
-        cu.maxpool2d_backward(16, 16, 0, 2, *geom, 0)
+        cu.max_pool2d_backward(_d(50), _d(50, typestr="<i4"), _d(50, ptr=0), 2, *geom)
     with pytest.raises(ValueError, match="im2col sizes must be >= 0"):
-        cu.im2col2d(16, 16, -1, 1, *geom, 0)
+        cu.im2col2d(_d(25), _d(225), -1, 1, *geom)
     with pytest.raises(ValueError, match="nc_to_cn sizes must be >= 0"):
-        cu.nc_to_cn(16, 16, 0, 2, -3, 4, 0)
+        cu.nc_to_cn(_d(0), _d(0), None, 2, -3, 4)
     with pytest.raises(ValueError, match="plane count must be >= 0"):
-        cu.avgpool2d_forward(16, 16, -1, 5, 5, 3, 3, 1, 1, 1, 1, True, 0)
+        cu.avg_pool2d_forward(_d(0), _d(0), -1, 5, 5, 3, 3, 1, 1, 1, 1, True)
     with pytest.raises(ValueError, match="output size must be >= 1"):
-        cu.adaptive_avgpool2d_forward(16, 16, 1, 4, 4, 0, 2, 0)
+        cu.adaptive_avg_pool2d_forward(_d(16), _d(0), 1, 4, 4, 0, 2)
     with pytest.raises(ValueError, match="fewer than 2\\*\\*31"):
-        cu.maxpool2d_forward(16, 16, 16, 1, 1 << 16, 1 << 16, 1, 1, 1, 1, 0, 0, 1, 1, 0)
+        cu.max_pool2d_forward(_d(16), _d(16), _d(16, typestr="<i4"), 1, 1 << 16, 1 << 16, 1, 1, 1, 1, 0, 0, 1, 1)
     # Empty inputs are valid and launch nothing.
-    cu.im2col2d(0, 0, 0, 3, *geom, 0)
-    cu.col2im2d(0, 0, 0, 3, *geom, 0)
-    cu.cn_to_nc(0, 0, 0, 0, 4, 9, 0)
-    cu.nc_to_cn(0, 0, 16, 0, 4, 9, 0)  # a bias gradient with nothing to sum stays as it is
-    cu.maxpool2d_forward(0, 0, 0, 0, *geom, 0)
-    cu.maxpool2d_backward(0, 0, 0, 0, *geom, 0)
-    cu.avgpool2d_backward(0, 0, 0, 5, 5, 3, 3, 1, 1, 1, 1, False, 0)
-    cu.adaptive_avgpool2d_backward(0, 0, 0, 5, 5, 2, 2, 0)
+    cu.im2col2d(_d(0), _d(0), 0, 3, *geom)
+    cu.col2im2d(_d(0), _d(0), 0, 3, *geom)
+    cu.cn_to_nc(_d(0), None, _d(0), 0, 4, 9)
+    cu.nc_to_cn(_d(0), _d(0), _d(4), 0, 4, 9)  # a bias gradient with nothing to sum stays as it is
+    cu.max_pool2d_forward(_d(0), _d(0), _d(0, typestr="<i4"), 0, *geom)
+    cu.max_pool2d_backward(_d(0), _d(0, typestr="<i4"), _d(0), 0, *geom)
+    cu.avg_pool2d_backward(_d(0), _d(0), 0, 5, 5, 3, 3, 1, 1, 1, 1, False)
+    cu.adaptive_avg_pool2d_backward(_d(0), _d(0), 0, 5, 5, 2, 2)
 
 
 # ---------------------------------------------------------------- GPU helpers
@@ -365,7 +389,7 @@ def test_layernorm_matches_cpu(cp, shape, affine):
 @gpu
 @pytest.mark.cuda
 def test_philox_blocks_match_cpu():
-    from test_ops_dropout import KAT
+    from test_dropout import KAT
 
     rng = np.random.default_rng(0)
     cases = [(ctr, key) for ctr, key, _ in KAT]
@@ -383,11 +407,10 @@ def test_philox_blocks_match_cpu():
 @pytest.mark.parametrize("seed,offset", [(0, 0), (0x123456789ABCDEF, 4), (2**64 - 1, (1 << 33) + 8)])
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
 def test_dropout_masks_bitwise_identical_to_cpu(cp, n, seed, offset, p):
-    from fusetrain.ops._dispatch import stream
-
     keep = cp.empty(n, dtype=cp.uint8)
-    backend._cuda.dropout_mask(int(keep.data.ptr), n, p, seed, offset, stream())
+    backend._cuda.dropout_mask(keep, p, seed, offset)
     np.testing.assert_array_equal(_host(keep).view(bool), ops.dropout_mask(n, p, seed, offset))
+    np.testing.assert_array_equal(_host(ops.dropout_mask(n, p, seed, offset, like=keep)), _host(keep).view(bool))
 
 
 @gpu
@@ -437,13 +460,25 @@ def test_bias_act_dropout_matches_cpu(cp, act, shape, p, with_bias):
 @pytest.mark.cuda
 @pytest.mark.parametrize("N,K", [(1, 1), (1, 10), (37, 10), (256, 1000), (3, 5000)])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_softmax_xent_matches_cpu(cp, N, K, reduction):
+def test_softmax_cross_entropy_matches_cpu(cp, N, K, reduction):
     logits = _rand((N, K), 1, scale=5.0, shift=100.0)
     labels = np.random.default_rng(2).integers(0, K, N).astype(np.int64)
     loss, grad = ops.softmax_cross_entropy(logits, labels, reduction=reduction)
     lossg, gradg = ops.softmax_cross_entropy(cp.asarray(logits), cp.asarray(labels), reduction=reduction)
     assert abs(lossg - loss) <= 1e-9 * max(1.0, abs(loss)), f"{lossg} vs CPU {loss}"
     assert_close(_host(gradg), grad, rtol=1e-6, atol=1e-8, name="dlogits")
+
+
+@gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("n", [1, 5, 4099, 1 << 20])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_matches_cpu(cp, n, reduction):
+    pred, target = _rand(n, 1, scale=3.0), _rand(n, 2)
+    loss, grad = ops.mse_loss(pred, target, reduction=reduction)
+    lossg, gradg = ops.mse_loss(cp.asarray(pred), cp.asarray(target), reduction=reduction)
+    assert abs(lossg - loss) <= 1e-12 * max(1.0, abs(loss)), f"{lossg} vs CPU {loss}"
+    np.testing.assert_array_equal(_host(gradg), grad)  # one shared element body (fusetrain/loss.h)
 
 
 @gpu
@@ -502,20 +537,10 @@ def test_training_run_on_gpu_tracks_cpu():
 
 # ---------------------------------------------------------------- convolution and pooling
 
-def _ptr(a):
-    return 0 if a is None else int(a.data.ptr)
-
-
-def _stream():
-    from fusetrain.ops._dispatch import stream
-
-    return stream()
-
-
 def _conv_geom(case):
     """(N, C, H, W, OC, (KH, KW), stride, padding, dilation, groups) of a test_conv CONV2D_CASES entry."""
     N, C, H, W, OC, k, s, p, d, g = case
-    ints = ops.conv._ints
+    ints = ops._check.ints
     return N, C, H, W, OC, ints(k, 2, "k", 1), ints(s, 2, "s", 1), ints(p, 2, "p", 0), ints(d, 2, "d", 1), g
 
 
@@ -527,12 +552,12 @@ def test_im2col_col2im_match_cpu_bitwise(cp, case):
     both give the CPU kernels' bits; col2im is a gather, so two runs are bitwise equal too."""
     N, C, H, W, _, (KH, KW), s, p, d, _ = _conv_geom(case)
     geom = (H, W, KH, KW, *s, *p, *d)
-    OH, OW = (ops.conv.window_out_size(n, k, si, pi, di) for n, k, si, pi, di in zip((H, W), (KH, KW), s, p, d))
+    OH, OW = (ops.window.window_out_size(n, k, si, pi, di) for n, k, si, pi, di in zip((H, W), (KH, KW), s, p, d))
     x = _rand((N, C, H, W), 1)
     col = np.empty((C * KH * KW, N * OH * OW), np.float32)
     _core.im2col2d(x, col, N, C, *geom)
     colg = cp.empty(col.shape, cp.float32)
-    backend._cuda.im2col2d(_ptr(cp.asarray(x)), _ptr(colg), N, C, *geom, _stream())
+    backend._cuda.im2col2d(cp.asarray(x), colg, N, C, *geom)
     np.testing.assert_array_equal(_host(colg), col)
     c = _rand(col.shape, 2)
     dx = np.empty(x.shape, np.float32)
@@ -540,7 +565,7 @@ def test_im2col_col2im_match_cpu_bitwise(cp, case):
     runs = []
     for _ in range(2):
         dxg = cp.full(x.shape, np.nan, cp.float32)  # col2im overwrites every element
-        backend._cuda.col2im2d(_ptr(cp.asarray(c)), _ptr(dxg), N, C, *geom, _stream())
+        backend._cuda.col2im2d(cp.asarray(c), dxg, N, C, *geom)
         runs.append(_host(dxg))
     np.testing.assert_array_equal(runs[0], dx)
     np.testing.assert_array_equal(runs[1], runs[0])
@@ -563,7 +588,7 @@ def test_layout_moves_match_cpu(cp, shape, aligned):
         dst = np.empty((N, C, S), np.float32)
         _core.cn_to_nc(src, b, dst, N, C, S)
         dstg = put(np.zeros((N, C, S), np.float32))
-        backend._cuda.cn_to_nc(_ptr(put(src)), _ptr(None if b is None else put(b)), _ptr(dstg), N, C, S, _stream())
+        backend._cuda.cn_to_nc(put(src), None if b is None else put(b), dstg, N, C, S)
         np.testing.assert_array_equal(_host(dstg), dst)
     g = _rand((N, C, S), 3, scale=2.0, shift=1.0)
     db = np.full(C, 0.5, np.float32)
@@ -575,7 +600,7 @@ def test_layout_moves_match_cpu(cp, shape, aligned):
         for _ in range(2):
             dstg = put(np.zeros((C, N * S), np.float32))
             dbg = put(db) if with_bias else None
-            backend._cuda.nc_to_cn(_ptr(put(g)), _ptr(dstg), _ptr(dbg), N, C, S, _stream())
+            backend._cuda.nc_to_cn(put(g), dstg, dbg, N, C, S)
             np.testing.assert_array_equal(_host(dstg), dst)
             runs.append(_host(dbg))
         if with_bias:

@@ -259,8 +259,9 @@ def _need_mpi():
 
 
 def launch(*argv, cwd, ranks=RANKS, timeout=LAUNCH_TIMEOUT):
-    """``mpiexec -n ranks python argv...`` with one OpenMP thread per rank; (returncode, stdout,
-    stderr, seconds). On timeout the whole launch (mpiexec, its proxies and ranks) is killed."""
+    """``mpiexec -n ranks python argv...`` with one kernel thread per rank (OMP_NUM_THREADS=1);
+    (returncode, stdout, stderr, seconds). On timeout the whole launch (mpiexec, its proxies and
+    ranks) is killed."""
     _need_mpi()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")

@@ -27,15 +27,15 @@ def misaligned(a):
 # check with a wrapped-around product (often 0, matching empty arrays) and then run its loops.
 HUGE = 2**32
 OVERFLOWING = [
-    ("maxpool2d_forward", lambda: _core.maxpool2d_forward(_f(0), _f(0), np.zeros(0, np.int32), 1, HUGE, HUGE,
+    ("max_pool2d_forward", lambda: _core.max_pool2d_forward(_f(0), _f(0), np.zeros(0, np.int32), 1, HUGE, HUGE,
                                                           1, 1, 1, 1, 0, 0, 1, 1)),
-    ("maxpool2d_forward-P", lambda: _core.maxpool2d_forward(_f(0), _f(0), np.zeros(0, np.int32), 2**62, 2, 2,
+    ("max_pool2d_forward-P", lambda: _core.max_pool2d_forward(_f(0), _f(0), np.zeros(0, np.int32), 2**62, 2, 2,
                                                             1, 1, 1, 1, 0, 0, 1, 1)),
-    ("avgpool2d_forward", lambda: _core.avgpool2d_forward(_f(0), _f(0), 0, 2**33, 2**33, 1, 1, 1, 1, 0, 0, True)),
-    ("avgpool2d_backward", lambda: _core.avgpool2d_backward(_f(0), _f(0), 0, 2**33, 2**33, 1, 1, 1, 1, 0, 0, True)),
-    ("maxpool2d-kernel", lambda: _core.maxpool2d_forward(_f(4), _f(4), np.zeros(4, np.int32), 1, 2, 2,
+    ("avg_pool2d_forward", lambda: _core.avg_pool2d_forward(_f(0), _f(0), 0, 2**33, 2**33, 1, 1, 1, 1, 0, 0, True)),
+    ("avg_pool2d_backward", lambda: _core.avg_pool2d_backward(_f(0), _f(0), 0, 2**33, 2**33, 1, 1, 1, 1, 0, 0, True)),
+    ("max_pool2d-kernel", lambda: _core.max_pool2d_forward(_f(4), _f(4), np.zeros(4, np.int32), 1, 2, 2,
                                                          2**40, 1, 1, 1, 2**40, 0, 1, 1)),
-    ("adaptive", lambda: _core.adaptive_avgpool2d_forward(_f(0), _f(0), 0, HUGE, HUGE, 1, 1)),
+    ("adaptive", lambda: _core.adaptive_avg_pool2d_forward(_f(0), _f(0), 0, HUGE, HUGE, 1, 1)),
     ("im2col2d", lambda: _core.im2col2d(_f(0), _f(0), 2**31, 2**31, 4, 4, 1, 1, 1, 1, 0, 0, 1, 1)),
     ("conv2d_direct_forward", lambda: _core.conv2d_direct_forward(_f(0), _f(0), None, _f(0), _f(0), 2**40, 2**40,
                                                                   1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1)),
@@ -48,7 +48,7 @@ OVERFLOWING = [
                                                                       0, 0)),
     ("layernorm_forward", lambda: _core.layernorm_forward(_f(0), None, None, _f(0), _f(0), _f(0), 2**40, 2**40,
                                                           1e-5)),
-    ("softmax_xent", lambda: _core.softmax_xent(_f(0), np.zeros(0, np.int64), None, 2**40, 2**40, 1.0)),
+    ("softmax_cross_entropy", lambda: _core.softmax_cross_entropy(_f(0), np.zeros(0, np.int64), None, 2**40, 2**40, 1.0)),
     ("cn_to_nc", lambda: _core.cn_to_nc(_f(0), None, _f(0), 2**31, 2**31, 2**31)),
 ]
 
@@ -84,11 +84,11 @@ def _aligned_calls():
     return [
         ("gemm-a", lambda m: _core.gemm(m(x[0, 0]), x[0, 1], _f(4, 4), False)),
         ("gemm-out", lambda m: _core.gemm(x[0, 0], x[0, 1], m(_f(4, 4)), False)),
-        ("maxpool-x", lambda m: _core.maxpool2d_forward(m(x.ravel()), _f(24), np.zeros(24, np.int32), 6, 4, 4,
+        ("maxpool-x", lambda m: _core.max_pool2d_forward(m(x.ravel()), _f(24), np.zeros(24, np.int32), 6, 4, 4,
                                                         2, 2, 2, 2, 0, 0, 1, 1)),
-        ("maxpool-indices", lambda m: _core.maxpool2d_backward(_f(24), m(np.zeros(24, np.int32)), _f(96), 6, 4, 4,
+        ("maxpool-indices", lambda m: _core.max_pool2d_backward(_f(24), m(np.zeros(24, np.int32)), _f(96), 6, 4, 4,
                                                                2, 2, 2, 2, 0, 0, 1, 1)),
-        ("avgpool-out", lambda m: _core.avgpool2d_forward(x.ravel(), m(_f(24)), 6, 4, 4, 2, 2, 2, 2, 0, 0, True)),
+        ("avgpool-out", lambda m: _core.avg_pool2d_forward(x.ravel(), m(_f(24)), 6, 4, 4, 2, 2, 2, 2, 0, 0, True)),
         ("conv-x", lambda m: _core.conv2d_direct_forward(m(x), _f(2, 3, 3, 3), None, _f(2, 2, 2, 2),
                                                          _f(*_core.conv2d_direct_saved_shape(2, 3, 4, 4, 3, 3, 1, 1,
                                                                                               0, 0, 1, 1)),

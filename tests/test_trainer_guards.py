@@ -37,6 +37,23 @@ def test_a_bad_label_anywhere_is_refused_before_any_step(where):
         assert np.array_equal(v, before[k]), f"{k} changed although fit refused the labels"
 
 
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(epochs=1.5), TypeError, "epochs must be a non-negative int, got 1.5"),
+    (dict(epochs=-1), ValueError, "epochs must be a non-negative int, got -1"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive int, got 0"),
+    (dict(batch_size=True), TypeError, "batch_size must be a positive int, got True"),
+])
+def test_fit_refuses_a_bad_epoch_count_or_batch_size_and_changes_nothing(kwargs, exc, message):
+    x, y = classification_problem(n=32, d=6, k=3, seed=0)
+    model = _bn_mlp()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    trainer = fusetrain.Trainer(model, optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(exc, match=message.replace("[", "\\[")):
+        trainer.fit(x, y, **{"epochs": 1, "batch_size": 8, "verbose": 0, **kwargs})
+    for k, v in model.state_dict().items():
+        assert np.array_equal(v, before[k]), f"{k} changed although fit refused its arguments"
+
+
 def test_a_step_that_overflows_batchnorm_statistics_is_skipped_and_divergence_is_reported():
     x, y = classification_problem(n=64, d=6, k=3, seed=1)
     x = x * 1e20  # finite inputs whose batch variance overflows float32

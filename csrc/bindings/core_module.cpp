@@ -1,18 +1,21 @@
-// The fusetrain._core extension module: CPU kernels bound with pybind11, GIL released in each call.
+// The fusetrain._core extension module: the CPU kernels (GIL released in each call) -- the ops
+// both modules have (bind_ops.h), then the CPU's own -- and the thread pool's controls.
 #include <vector>
 
-#include "bind_util.h"
+#include "arrays.h"
+#include "bind_epilogue.h"
+#include "bind_gemm.h"
+#include "bind_ops.h"
+#include "bind_probe.h"
 #include "fusetrain/conv.h"
 #include "fusetrain/parallel.h"
 
 namespace py = pybind11;
 using namespace fusetrain_py;
 
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "fusetrain fused CPU kernels (C++, on fusetrain's own thread pool)";
-  // Reads FUSETRAIN_CPU_ISA: a value that names no instruction set, or one this CPU lacks, fails
-  // the import rather than run other kernels than the ones asked for.
-  fusetrain::conv2d_direct_isa();
+namespace {
+
+void bind_threads(py::module_& m) {
   m.def("num_threads", &fusetrain::num_threads, "Threads a kernel may use (the calling thread included)");
   m.def("set_num_threads", &fusetrain::set_num_threads, py::arg("n"), "Sets the threads kernels may use (n >= 1)");
   m.def("default_num_threads", &fusetrain::default_num_threads,
@@ -37,14 +40,18 @@ PYBIND11_MODULE(_core, m) {
         return s;
       },
       py::arg("ntasks"), py::arg("fail_at") = -1, "Pool self-check for the tests: sum of 1..ntasks, or an error");
-  bind_optim(m);
-  bind_norm(m);
-  bind_batchnorm(m);
-  bind_layernorm(m);
-  bind_dropout(m);
-  bind_loss(m);
-  bind_probe(m);
-  bind_conv(m);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fusetrain fused CPU kernels (C++, on fusetrain's own thread pool)";
+  // Reads FUSETRAIN_CPU_ISA: a value that names no instruction set, or one this CPU lacks, fails
+  // the import rather than run other kernels than the ones asked for.
+  fusetrain::conv2d_direct_isa();
+  bind_threads(m);
+  bind_ops<Host>(m);
   bind_gemm(m);
   bind_epilogue(m);
+  bind_probe(m);
 }

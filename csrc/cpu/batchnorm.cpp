@@ -1,11 +1,10 @@
 // Batch normalization (CPU) on x laid out (N, C, S). Forward: one statistics pass (sum and sum of
 // squares in double) and one apply pass y = x*alpha[c] + beta[c] (+ReLU, +dropout). Backward:
-// one reduction pass (sum dy, sum dy*(x-mean)) and one pass dx = k*dy + kx*(x - mean) + k0 per channel.
-// reference: torch.nn.functional.batch_norm; backward as in aten's batch_norm_kernel.cpp.
+// one reduction pass (sum dy, sum dy*(x-mean)) and one pass dx = k*dy + kx*(x - mean) + k0 per
+// channel. The coefficients and element math are fusetrain/batchnorm.h's, shared with the GPU.
 #include "fusetrain/batchnorm.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "fusetrain/common.h"
@@ -18,12 +17,10 @@ namespace {
 // Inner loops are plain functions with pointers and scalars passed by value: read through lambda
 // captures they would sit in memory that the stores might alias, and the loops stayed scalar.
 
-// dy passed back through a fused ReLU (and the dropout after it): y <= 0 marks what was blocked
-// (a NaN output passes its gradient, as in PyTorch).
+// dy' of element i (y is read only with kRelu: it may be null otherwise).
 template <bool kRelu>
 inline float grad_in(const float* dy, const float* y, int64_t i, float ds) {
-  if constexpr (kRelu) return y[i] <= 0.0f ? 0.0f : dy[i] * ds;
-  return dy[i];
+  return bn_grad_through<kRelu>(dy[i], kRelu ? y[i] : 0.0f, ds);
 }
 
 // Row of C channels (the (N, C) layout): s[c] += f0, q[c] += f1 for the row's elements.
@@ -113,12 +110,8 @@ template <bool kVec, bool kRelu, bool kDrop>
 void apply_run(const float* x, float* y, const float* al, const float* be, float a1, float b1,
                const uint32_t* w, int64_t len, uint32_t thr, float scale) {
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    float v = x[i] * (kVec ? al[i] : a1) + (kVec ? be[i] : b1);
-    if constexpr (kRelu) v = v <= 0.0f ? 0.0f : v;
-    if constexpr (kDrop) v = (w[i] >> 8) >= thr ? v * scale : 0.0f;
-    y[i] = v;
-  }
+  for (int64_t i = 0; i < len; ++i)
+    y[i] = bn_apply<kRelu, kDrop>(x[i], kVec ? al[i] : a1, kVec ? be[i] : b1, kDrop && dropout_keep(w[i], thr), scale);
 }
 
 // Backward apply on a run: dx = k*dy' + kx*(x - mean) + k0.
@@ -127,11 +120,9 @@ void grad_run(const float* dy, const float* y, const float* x, float* dx, const 
               const float* kx, const float* k0, const float* mean, float k1, float kx1, float k01,
               float m1, float ds, int64_t len) {
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    const float g = grad_in<kRelu>(dy, y, i, ds);
-    dx[i] = (kVec ? k[i] : k1) * g + (kVec ? kx[i] : kx1) * (x[i] - (kVec ? mean[i] : m1)) +
-            (kVec ? k0[i] : k01);
-  }
+  for (int64_t i = 0; i < len; ++i)
+    dx[i] = bn_grad_apply(grad_in<kRelu>(dy, y, i, ds), x[i], kVec ? mean[i] : m1, kVec ? k[i] : k1, kVec ? kx[i] : kx1,
+                          kVec ? k0[i] : k01);
 }
 
 // Calls run(offset, channel, length, words) over the tensor in mask tiles, split into runs that
@@ -171,41 +162,6 @@ void backward_apply(const float* dy, const float* y, const float* x, float* dx, 
       grad_run<false, kRelu>(dy + e, yy, x + e, dx + e, nullptr, nullptr, nullptr, nullptr, k[c], kx[c],
                              k0[c], mean[c], ds, len);
   });
-}
-
-// Per-channel forward parameters from the sums: mean, invstd, the running-stat update (PyTorch's
-// rule, unbiased variance) and the folded affine y = x*alpha + beta.
-inline void finish_forward(int64_t c, double s0, double s1, int64_t cnt, double eps, double momentum,
-                           const float* w, const float* b, float* mean, float* invstd, float* running_mean,
-                           float* running_var, float& alpha, float& beta) {
-  const double mu = s0 / double(cnt);
-  const double var = std::max(s1 / double(cnt) - mu * mu, 0.0);
-  const double is = 1.0 / std::sqrt(var + eps);
-  mean[c] = float(mu);
-  invstd[c] = float(is);
-  if (running_mean) {
-    running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
-    running_var[c] = float((1.0 - momentum) * double(running_var[c]) + momentum * var * double(cnt) / double(cnt - 1));
-  }
-  const double a = w ? is * double(w[c]) : is;
-  alpha = float(a);
-  beta = float((b ? double(b[c]) : 0.0) - mu * a);
-}
-
-// Per-channel backward coefficients, dx = k*dy' + kx*(x - mean) + k0, and the dw/db sums.
-// (x - mean) stays a difference so a large mean does not cancel away the precision.
-inline void finish_backward(int64_t c, double sdy, double sdyx, double cnt, bool need_sums, bool training,
-                            const float* w, const float* invstd, float* dw, float* db, float& k, float& kx,
-                            float& k0) {
-  const double is = double(invstd[c]);
-  if (need_sums) {
-    if (dw) dw[c] += float(sdyx * is);
-    if (db) db[c] += float(sdy);
-  }
-  const double a = w ? double(w[c]) * is : is;
-  k = float(a);
-  kx = training ? float(-a * is * is * sdyx / cnt) : 0.0f;
-  k0 = training ? float(-a * sdy / cnt) : 0.0f;
 }
 
 // Small planes (S > 1 but short): per-channel runs of a few floats cost more in loop overhead than
@@ -250,11 +206,11 @@ void forward_train_per_channel(const float* x, const float* w, const float* b, f
       double s0 = 0.0, s1 = 0.0;
       for (int64_t n = 0; n < N; ++n)
         sums_run<false, false>(x + (n * C + c) * S, nullptr, nullptr, 0.0f, 1.0f, S, s0, s1);
-      float al, be;
-      finish_forward(c, s0, s1, N * S, eps, momentum, w, b, mean, invstd, running_mean, running_var, al, be);
+      const BnAffine f =
+          bn_train_coefficients(c, s0, s1, double(N * S), eps, momentum, w, b, mean, invstd, running_mean, running_var);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * S;
-        apply_run<false, kRelu, false>(x + o, y + o, nullptr, nullptr, al, be, nullptr, S, 0, 1.0f);
+        apply_run<false, kRelu, false>(x + o, y + o, nullptr, nullptr, f.alpha, f.beta, nullptr, S, 0, 1.0f);
       }
     }
   });
@@ -272,12 +228,11 @@ void backward_per_channel(const float* dy, const float* x, const float* y, const
           const int64_t o = (n * C + c) * S;
           sums_run<true, kRelu>(x + o, dy + o, kRelu ? y + o : nullptr, mean[c], ds, S, s0, s1);
         }
-      float k, kx, k0;
-      finish_backward(c, s0, s1, double(N * S), need_sums, training, w, invstd, dw, db, k, kx, k0);
+      const BnGrad k = bn_backward_coefficients(c, s0, s1, double(N * S), need_sums, training, w, invstd, dw, db);
       for (int64_t n = 0; n < N; ++n) {
         const int64_t o = (n * C + c) * S;
-        grad_run<false, kRelu>(dy + o, kRelu ? y + o : nullptr, x + o, dx + o, nullptr, nullptr, nullptr, nullptr, k,
-                               kx, k0, mean[c], ds, S);
+        grad_run<false, kRelu>(dy + o, kRelu ? y + o : nullptr, x + o, dx + o, nullptr, nullptr, nullptr, nullptr, k.k,
+                               k.kx, k.k0, mean[c], ds, S);
       }
     }
   });
@@ -289,11 +244,7 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
                              float* invstd, float* running_mean, float* running_var, int64_t N,
                              int64_t C, int64_t S, double eps, double momentum, bool relu,
                              double dropout_p, uint64_t seed, uint64_t offset) {
-  check(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0");
-  const int64_t cnt = N * S;
-  check(cnt > 1, "batchnorm training needs more than 1 value per channel");
-  check(dropout_p == 0.0 || relu, "fused dropout after batchnorm needs relu");
-  check(dropout_p >= 0.0 && dropout_p < 1.0 && offset % 4 == 0, "bad dropout arguments");
+  check_batchnorm_train(N, C, S, relu, dropout_p, offset);
   if (dropout_p == 0.0 && per_channel(N, C, S)) {  // a fused dropout draws its mask in element order
     if (relu) forward_train_per_channel<true>(x, w, b, y, mean, invstd, running_mean, running_var, N, C, S, eps, momentum);
     else forward_train_per_channel<false>(x, w, b, y, mean, invstd, running_mean, running_var, N, C, S, eps, momentum);
@@ -308,9 +259,12 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
     fold_sums(s1, C, S);
   }
   std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c)
-    finish_forward(c, s0[size_t(c)], s1[size_t(c)], cnt, eps, momentum, w, b, mean, invstd, running_mean,
-                   running_var, alpha[size_t(c)], beta[size_t(c)]);
+  for (int64_t c = 0; c < C; ++c) {
+    const BnAffine f = bn_train_coefficients(c, s0[size_t(c)], s1[size_t(c)], double(N * S), eps, momentum, w, b, mean,
+                                             invstd, running_mean, running_var);
+    alpha[size_t(c)] = f.alpha;
+    beta[size_t(c)] = f.beta;
+  }
   if (fold) {
     alpha = repeat_per_position(alpha.data(), C, S);
     beta = repeat_per_position(beta.data(), C, S);
@@ -327,14 +281,12 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
 void batchnorm_forward_eval(const float* x, const float* w, const float* b,
                             const float* running_mean, const float* running_var, float* y,
                             float* invstd, int64_t N, int64_t C, int64_t S, double eps, bool relu) {
-  check(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0");
+  check_batchnorm_sizes(N, C, S);
   std::vector<float> alpha(static_cast<size_t>(C)), beta(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
-    const double is = 1.0 / std::sqrt(double(running_var[c]) + eps);
-    invstd[c] = float(is);
-    const double a = w ? is * double(w[c]) : is;
-    alpha[size_t(c)] = float(a);
-    beta[size_t(c)] = float((b ? double(b[c]) : 0.0) - double(running_mean[c]) * a);
+    const BnAffine f = bn_eval_coefficients(c, eps, w, b, running_mean, running_var, invstd);
+    alpha[size_t(c)] = f.alpha;
+    beta[size_t(c)] = f.beta;
   }
   if (relu) forward_apply<true, false>(x, y, alpha.data(), beta.data(), N, C, S, 0, 0, 0, 1.0f);
   else forward_apply<false, false>(x, y, alpha.data(), beta.data(), N, C, S, 0, 0, 0, 1.0f);
@@ -344,7 +296,7 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
                         const float* mean, const float* invstd, float* dx, float* dw, float* db,
                         int64_t N, int64_t C, int64_t S, bool relu, double dropout_scale,
                         bool training) {
-  check(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0");
+  check_batchnorm_sizes(N, C, S);
   check(!relu || y != nullptr, "batchnorm backward with relu needs the forward output");
   const float ds = float(dropout_scale);
   const bool need_sums = training || dw || db;
@@ -366,11 +318,14 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
       fold_sums(sdyx, C, S);
     }
   }
-  const double cnt = double(N * S);
   std::vector<float> k(static_cast<size_t>(C)), kx(static_cast<size_t>(C)), k0(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c)
-    finish_backward(c, need_sums ? sdy[size_t(c)] : 0.0, need_sums ? sdyx[size_t(c)] : 0.0, cnt, need_sums,
-                    training, w, invstd, dw, db, k[size_t(c)], kx[size_t(c)], k0[size_t(c)]);
+  for (int64_t c = 0; c < C; ++c) {
+    const BnGrad f = bn_backward_coefficients(c, need_sums ? sdy[size_t(c)] : 0.0, need_sums ? sdyx[size_t(c)] : 0.0,
+                                              double(N * S), need_sums, training, w, invstd, dw, db);
+    k[size_t(c)] = f.k;
+    kx[size_t(c)] = f.kx;
+    k0[size_t(c)] = f.k0;
+  }
   if (fold) {
     k = repeat_per_position(k.data(), C, S);
     kx = repeat_per_position(kx.data(), C, S);

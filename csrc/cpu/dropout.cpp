@@ -1,6 +1,7 @@
-// Dropout and the fused epilogue y = dropout(act(x + bias)) (CPU), forward and backward.
-// Work is cut into mask tiles (philox_cpu.h); inside a tile, runs of one row share the bias
-// offset, so the inner loops are plain contiguous loops the compiler vectorizes.
+// Dropout and the fused epilogue y = dropout(act(x + bias)) (CPU), forward and backward, on the
+// element math of fusetrain/dropout.h. Work is cut into mask tiles (philox_cpu.h); inside a tile,
+// runs of one row share the bias offset, so the inner loops are plain contiguous loops the
+// compiler vectorizes.
 #include "fusetrain/dropout.h"
 
 #include <algorithm>
@@ -21,7 +22,7 @@ inline void pack_bits(uint8_t* bits, int64_t e0, int64_t e1, const uint32_t* wor
   alignas(64) uint8_t kb[kMaskTile + 8] = {};
   const int64_t len = e1 - e0;
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) kb[i] = words ? uint8_t((words[i] >> 8) >= thr) : uint8_t(1);
+  for (int64_t i = 0; i < len; ++i) kb[i] = words ? uint8_t(dropout_keep(words[i], thr)) : uint8_t(1);
   for (int64_t i = 0; i < len; i += 8) {
     uint64_t v;
     std::memcpy(&v, kb + i, 8);
@@ -37,12 +38,6 @@ inline void unpack_bits(const uint8_t* bits, int64_t e0, int64_t e1, uint8_t* kb
   }
 }
 
-struct EpiArgs {
-  int64_t F;
-  float slope, scale, inv_scale;
-  uint32_t thr;
-  uint64_t seed, offset;
-};
 
 // One contiguous run, with the scalars passed by value: read through a lambda's captures they sit
 // in memory the stores might alias, and the loop stayed scalar (measured 4x slower). y may equal x
@@ -51,20 +46,15 @@ template <Act A, bool kBias, bool kDrop>
 void forward_run(const float* x, const float* b, float* y, const uint32_t* w, int64_t len,
                  float slope, float scale, uint32_t thr) {
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) {
-    float z = kBias ? x[i] + b[i] : x[i];
-    float v = act_fwd<A>(z, slope);
-    if constexpr (kDrop) v = (w[i] >> 8) >= thr ? v * scale : 0.0f;
-    y[i] = v;
-  }
+  for (int64_t i = 0; i < len; ++i)
+    y[i] = epilogue_forward<A, kDrop>(kBias ? x[i] + b[i] : x[i], slope, kDrop && dropout_keep(w[i], thr), scale);
 }
 
 template <Act A, bool kBias, bool kDrop>
-void forward_impl(const float* x, const float* bias, float* y, int64_t n, const EpiArgs& a,
+void forward_impl(const float* x, const float* bias, float* y, int64_t n, int64_t F, float slope, const DropoutArgs& a,
                   uint8_t* bits) {
-  const float slope = a.slope, scale = a.scale;
-  const uint32_t thr = a.thr;
-  const int64_t F = a.F;
+  const float scale = a.scale;
+  const uint32_t thr = a.threshold;
   for_each_mask_tile(n, kDrop, a.seed, a.offset, [=](int64_t e0, int64_t e1, const uint32_t* w) {
     for (int64_t e = e0; e < e1;) {
       const int64_t col = kBias ? e % F : 0;
@@ -81,29 +71,19 @@ void forward_impl(const float* x, const float* bias, float* y, int64_t n, const 
 template <Act A, int kMask>
 void backward_run(const float* dy, const float* y, float* dx, const uint32_t* w, const uint8_t* kb,
                   int64_t len, float slope, float scale, float inv_scale, uint32_t thr) {
+  constexpr MaskFrom M = kMask == 0 ? MaskFrom::kNone : kMask == 1 ? MaskFrom::kSign : MaskFrom::kKeep;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
-    float g;
-    if constexpr (kMask == 0) {
-      g = dy[i] * act_grad<A>(y[i], slope);
-    } else if constexpr (kMask == 1) {  // ReLU: y <= 0 iff dropped or inactive
-      g = y[i] <= 0.0f ? 0.0f : dy[i] * scale;
-    } else {
-      bool keep;
-      if constexpr (kMask == 2) keep = kb[i] != 0;
-      else keep = (w[i] >> 8) >= thr;
-      g = keep ? dy[i] * scale * act_grad<A>(y[i] * inv_scale, slope) : 0.0f;
-    }
-    dx[i] = g;
+    const bool keep = kMask == 2 ? kb[i] != 0 : kMask == 3 && dropout_keep(w[i], thr);
+    dx[i] = epilogue_backward<A, M>(dy[i], y[i], keep, slope, scale, inv_scale);
   }
 }
 
 template <Act A, int kMask>
-void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int64_t n,
-                   const EpiArgs& a, const uint8_t* bits) {
-  const int64_t F = a.F;
-  const float slope = a.slope, scale = a.scale, inv_scale = a.inv_scale;
-  const uint32_t thr = a.thr;
+void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int64_t n, int64_t F, float slope,
+                   const DropoutArgs& a, const uint8_t* bits) {
+  const float scale = a.scale, inv_scale = a.inv_scale;
+  const uint32_t thr = a.threshold;
   // dbias: fixed parts (contiguous runs of tiles), each with its own partial column sums, added
   // in part order: the same bits for any thread count.
   const int64_t tiles = (n + kMaskTile - 1) / kMaskTile;
@@ -144,77 +124,53 @@ void backward_impl(const float* dy, const float* y, float* dx, float* dbias, int
 }
 
 template <Act A>
-void forward_act(const float* x, const float* bias, float* y, int64_t n, const EpiArgs& a,
+void forward_act(const float* x, const float* bias, float* y, int64_t n, int64_t F, float slope, const DropoutArgs& a,
                  bool drop, uint8_t* bits) {
   if (bias) {
-    drop ? forward_impl<A, true, true>(x, bias, y, n, a, bits)
-         : forward_impl<A, true, false>(x, bias, y, n, a, bits);
+    drop ? forward_impl<A, true, true>(x, bias, y, n, F, slope, a, bits)
+         : forward_impl<A, true, false>(x, bias, y, n, F, slope, a, bits);
   } else {
-    drop ? forward_impl<A, false, true>(x, bias, y, n, a, bits)
-         : forward_impl<A, false, false>(x, bias, y, n, a, bits);
+    drop ? forward_impl<A, false, true>(x, bias, y, n, F, slope, a, bits)
+         : forward_impl<A, false, false>(x, bias, y, n, F, slope, a, bits);
   }
 }
 
 template <Act A>
-void backward_act(const float* dy, const float* y, float* dx, float* dbias, int64_t n,
-                  const EpiArgs& a, bool drop, const uint8_t* bits) {
-  if (!drop) return backward_impl<A, 0>(dy, y, dx, dbias, n, a, bits);
-  if (bits) return backward_impl<A, 2>(dy, y, dx, dbias, n, a, bits);
-  if constexpr (A == Act::kRelu) return backward_impl<A, 1>(dy, y, dx, dbias, n, a, bits);
-  return backward_impl<A, 3>(dy, y, dx, dbias, n, a, bits);
-}
-
-EpiArgs make_args(int64_t F, float slope, double p, uint64_t seed, uint64_t offset) {
-  check(p >= 0.0 && p < 1.0, "dropout p must be in [0, 1)");
-  check(offset % 4 == 0, "dropout offset must be a multiple of 4");
-  return EpiArgs{F, slope, float(1.0 / (1.0 - p)), float(1.0 - p), dropout_threshold(p), seed, offset};
+void backward_act(const float* dy, const float* y, float* dx, float* dbias, int64_t n, int64_t F, float slope,
+                  const DropoutArgs& a, bool drop, const uint8_t* bits) {
+  if (!drop) return backward_impl<A, 0>(dy, y, dx, dbias, n, F, slope, a, bits);
+  if (bits) return backward_impl<A, 2>(dy, y, dx, dbias, n, F, slope, a, bits);
+  if constexpr (A == Act::kRelu) return backward_impl<A, 1>(dy, y, dx, dbias, n, F, slope, a, bits);
+  return backward_impl<A, 3>(dy, y, dx, dbias, n, F, slope, a, bits);
 }
 
 }  // namespace
 
-void bias_act_dropout_forward(const float* x, const float* bias, float* y, int64_t N, int64_t F,
-                              Act act, float slope, double p, uint64_t seed, uint64_t offset,
-                              uint8_t* bits) {
+void bias_act_dropout_forward(const float* x, const float* bias, float* y, int64_t N, int64_t F, Act act, float slope,
+                              double p, uint64_t seed, uint64_t offset, uint8_t* bits) {
   check_size(N, "N");
   check_size(F, "F");
+  const DropoutArgs a = dropout_args(p, seed, offset);
   const int64_t n = N * F;
   if (n == 0) return;
-  EpiArgs a = make_args(F, slope, p, seed, offset);
-  const bool drop = p > 0.0;
-  switch (act) {
-    case Act::kIdentity: return forward_act<Act::kIdentity>(x, bias, y, n, a, drop, bits);
-    case Act::kRelu: return forward_act<Act::kRelu>(x, bias, y, n, a, drop, bits);
-    case Act::kLeakyRelu: return forward_act<Act::kLeakyRelu>(x, bias, y, n, a, drop, bits);
-    case Act::kTanh: return forward_act<Act::kTanh>(x, bias, y, n, a, drop, bits);
-    case Act::kSigmoid: return forward_act<Act::kSigmoid>(x, bias, y, n, a, drop, bits);
-  }
+  with_act(act, [&](auto A) { forward_act<decltype(A)::value>(x, bias, y, n, F, slope, a, p > 0.0, bits); });
 }
 
-void bias_act_dropout_backward(const float* dy, const float* y, float* dx, float* dbias, int64_t N,
-                               int64_t F, Act act, float slope, double p, uint64_t seed,
-                               uint64_t offset, const uint8_t* bits) {
+void bias_act_dropout_backward(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F, Act act,
+                               float slope, double p, uint64_t seed, uint64_t offset, const uint8_t* bits) {
   check_size(N, "N");
   check_size(F, "F");
+  const DropoutArgs a = dropout_args(p, seed, offset);
   const int64_t n = N * F;
   if (n == 0) return;
-  EpiArgs a = make_args(F, slope, p, seed, offset);
-  const bool drop = p > 0.0;
-  switch (act) {
-    case Act::kIdentity: return backward_act<Act::kIdentity>(dy, y, dx, dbias, n, a, drop, bits);
-    case Act::kRelu: return backward_act<Act::kRelu>(dy, y, dx, dbias, n, a, drop, bits);
-    case Act::kLeakyRelu: return backward_act<Act::kLeakyRelu>(dy, y, dx, dbias, n, a, drop, bits);
-    case Act::kTanh: return backward_act<Act::kTanh>(dy, y, dx, dbias, n, a, drop, bits);
-    case Act::kSigmoid: return backward_act<Act::kSigmoid>(dy, y, dx, dbias, n, a, drop, bits);
-  }
+  with_act(act, [&](auto A) { backward_act<decltype(A)::value>(dy, y, dx, dbias, n, F, slope, a, p > 0.0, bits); });
 }
 
 void dropout_mask(uint8_t* keep, int64_t n, double p, uint64_t seed, uint64_t offset) {
   check_size(n, "n");
-  check(p >= 0.0 && p < 1.0, "dropout p must be in [0, 1)");
-  check(offset % 4 == 0, "dropout offset must be a multiple of 4");
-  const uint32_t thr = dropout_threshold(p);
+  const uint32_t thr = dropout_args(p, seed, offset).threshold;
   for_each_mask_tile(n, true, seed, offset, [&](int64_t e0, int64_t e1, const uint32_t* w) {
-    for (int64_t e = e0; e < e1; ++e) keep[e] = (w[e - e0] >> 8) >= thr ? 1 : 0;
+    for (int64_t e = e0; e < e1; ++e) keep[e] = dropout_keep(w[e - e0], thr) ? 1 : 0;
   });
 }
 

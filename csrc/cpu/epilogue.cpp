@@ -89,34 +89,12 @@ void channel_affine_act(const float* x, float* y, int64_t N, int64_t C, int64_t 
   epilogue_coeffs(e, C, alpha.data(), beta.data());
   const float* al = alpha.data();
   const float* be = beta.data();
-  switch (e.act) {
-    case Act::kRelu:
-      return affine_act<Act::kRelu>(x, y, N, C, S, al, be, e.slope);
-    case Act::kLeakyRelu:
-      return affine_act<Act::kLeakyRelu>(x, y, N, C, S, al, be, e.slope);
-    case Act::kTanh:
-      return affine_act<Act::kTanh>(x, y, N, C, S, al, be, e.slope);
-    case Act::kSigmoid:
-      return affine_act<Act::kSigmoid>(x, y, N, C, S, al, be, e.slope);
-    case Act::kIdentity:
-      return affine_act<Act::kIdentity>(x, y, N, C, S, al, be, e.slope);
-  }
+  with_act(e.act, [&](auto A) { affine_act<decltype(A)::value>(x, y, N, C, S, al, be, e.slope); });
 }
 
 void add_act(const float* a, const float* b, float* out, int64_t n, Act act, float slope) {
   check_size(n, "n");
-  switch (act) {
-    case Act::kRelu:
-      return add_act_impl<Act::kRelu>(a, b, out, n, slope);
-    case Act::kLeakyRelu:
-      return add_act_impl<Act::kLeakyRelu>(a, b, out, n, slope);
-    case Act::kTanh:
-      return add_act_impl<Act::kTanh>(a, b, out, n, slope);
-    case Act::kSigmoid:
-      return add_act_impl<Act::kSigmoid>(a, b, out, n, slope);
-    case Act::kIdentity:
-      return add_act_impl<Act::kIdentity>(a, b, out, n, slope);
-  }
+  with_act(act, [&](auto A) { add_act_impl<decltype(A)::value>(a, b, out, n, slope); });
 }
 
 }  // namespace fusetrain

@@ -14,7 +14,7 @@ namespace fusetrain {
 
 void layernorm_forward(const float* x, const float* w, const float* b, float* y, float* mean,
                        float* rstd, int64_t N, int64_t D, double eps) {
-  check(N >= 0 && D >= 0, "layernorm sizes must be >= 0");
+  check_layernorm_sizes(N, D);
   if (D == 0) return;
   parallel_chunks(N, N * D, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -47,7 +47,7 @@ void layernorm_forward(const float* x, const float* w, const float* b, float* y,
 
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean,
                         const float* rstd, float* dx, float* dw, float* db, int64_t N, int64_t D) {
-  check(N >= 0 && D >= 0, "layernorm sizes must be >= 0");
+  check_layernorm_sizes(N, D);
   if (D == 0) return;
   const bool params = dw || db;
   // Rows in fixed parts, each with its own {2D} parameter partials, combined in part order.

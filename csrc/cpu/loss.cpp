@@ -11,9 +11,9 @@
 
 namespace fusetrain {
 
-double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, int64_t N,
-                    int64_t K, double grad_scale) {
-  check(N >= 0 && K >= 1, "softmax_xent needs N >= 0 and K >= 1");
+double softmax_cross_entropy(const float* logits, const int64_t* labels, float* dlogits, int64_t N, int64_t K,
+                             double grad_scale) {
+  check_softmax_cross_entropy_sizes(N, K);
   for (int64_t r = 0; r < N; ++r)
     check(labels[r] >= 0 && labels[r] < K, "label " + std::to_string(labels[r]) + " of row " + std::to_string(r) +
                                                " is outside [0, " + std::to_string(K) + ")");
@@ -38,6 +38,30 @@ double softmax_xent(const float* logits, const int64_t* labels, float* dlogits, 
   });
   double total = 0.0;
   for (const double v : row_loss) total += v;
+  return total;
+}
+
+double mse_loss(const float* pred, const float* target, float* grad, int64_t n, float grad_scale) {
+  check_size(n, "n");
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> part(static_cast<size_t>(blocks));
+  parallel_tasks(blocks, threads_for(n), [&](int64_t b, int) {
+    const int64_t lo = b * kBlock, hi = lo + kBlock < n ? lo + kBlock : n;
+    double s = 0.0;
+    if (grad) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const MseElement e(pred[i], target[i]);
+        s += e.loss();
+        grad[i] = e.grad(grad_scale);
+      }
+    } else {
+      for (int64_t i = lo; i < hi; ++i) s += MseElement(pred[i], target[i]).loss();
+    }
+    part[size_t(b)] = s;
+  });
+  double total = 0.0;
+  for (const double v : part) total += v;
   return total;
 }
 

@@ -1,4 +1,5 @@
-// Deterministic norms and element-wise clipping helpers (CPU).
+// Deterministic norms and the element-wise clipping helpers (CPU; scaling and clamping are the
+// slot functors of fusetrain/norm.h).
 // pow_sum cuts x into fixed blocks of kNormBlock elements; each block's partial (double) does not
 // depend on which thread computed it, and the partials are added in index order, so the result is
 // bitwise the same for any thread count and any run.
@@ -10,6 +11,7 @@
 
 #include "fusetrain/common.h"
 #include "fusetrain/parallel.h"
+#include "slots.h"
 
 namespace fusetrain {
 namespace {
@@ -66,8 +68,7 @@ double blocked(const float* x, int64_t n, double p) {
 }  // namespace
 
 double pow_sum(const float* x, int64_t n, double p) {
-  check_size(n, "n");
-  check(p > 0.0, "norm_type must be > 0");
+  check_pow_sum(n, p);
   if (n == 0) return 0.0;
   if (std::isinf(p)) return blocked<2>(x, n, p);
   if (p == 2.0) return blocked<0>(x, n, p);
@@ -76,20 +77,6 @@ double pow_sum(const float* x, int64_t n, double p) {
 }
 
 namespace {
-
-void scale_run(float* __restrict x, int64_t n, float s) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= s;
-}
-
-void clamp_run(float* __restrict x, int64_t n, float lo, float hi) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    float v = x[i];
-    v = v < lo ? lo : v;
-    x[i] = v > hi ? hi : v;  // NaN stays NaN, as torch.clamp_ keeps it
-  }
-}
 
 int64_t nonfinite_run(const float* __restrict x, int64_t n) {
   int64_t bad = 0;
@@ -102,13 +89,12 @@ int64_t nonfinite_run(const float* __restrict x, int64_t n) {
 
 void scale_inplace(float* x, int64_t n, float s) {
   check_size(n, "n");
-  parallel_for(n, [=](int64_t lo, int64_t hi) { scale_run(x + lo, hi - lo, s); });
+  run_slots(ScaleMath{s}, Slots{{x, nullptr, nullptr, nullptr, nullptr}}, n);
 }
 
 void clamp_inplace(float* x, int64_t n, float lo, float hi) {
-  check_size(n, "n");
-  check(lo <= hi, "clamp needs lo <= hi");
-  parallel_for(n, [=](int64_t a, int64_t b) { clamp_run(x + a, b - a, lo, hi); });
+  check_clamp(n, lo, hi);
+  run_slots(ClampMath{lo, hi}, Slots{{x, nullptr, nullptr, nullptr, nullptr}}, n);
 }
 
 int64_t count_nonfinite(const float* x, int64_t n) {

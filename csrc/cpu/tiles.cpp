@@ -37,18 +37,23 @@ struct VT {
 }  // namespace portable
 
 #ifdef FT_X86
+// The vector type of an x86 instruction set, its width in floats and the intrinsics
+// <prefix>_<operation>_ps the tiles need.
+#define FT_X86_VECTOR(vec, width, prefix)                              \
+  struct VT {                                                          \
+    using V = vec;                                                     \
+    static constexpr int W = width;                                    \
+    static V zero() { return prefix##_setzero_ps(); }                  \
+    static V load(const float* p) { return prefix##_loadu_ps(p); }     \
+    static V set1(float a) { return prefix##_set1_ps(a); }             \
+    static V fma(V a, V b, V c) { return prefix##_fmadd_ps(a, b, c); } \
+    static void store(float* p, V v) { prefix##_storeu_ps(p, v); }     \
+  };
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
-struct VT {
-  using V = __m256;
-  static constexpr int W = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static V set1(float a) { return _mm256_set1_ps(a); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-};
+FT_X86_VECTOR(__m256, 8, _mm256)
 #include "tile_kernels.inc"
 // 8x8 blocks transposed in registers (unpack, shuffle, lane permute), the rest element by element.
 void transpose(const float* src, int64_t lds, int64_t K, int64_t cols, float* dst, int64_t ldd) {
@@ -84,15 +89,7 @@ void transpose(const float* src, int64_t lds, int64_t K, int64_t cols, float* ds
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 namespace avx512 {
-struct VT {
-  using V = __m512;
-  static constexpr int W = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V set1(float a) { return _mm512_set1_ps(a); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-};
+FT_X86_VECTOR(__m512, 16, _mm512)
 #include "tile_kernels.inc"
 }  // namespace avx512
 #pragma GCC pop_options

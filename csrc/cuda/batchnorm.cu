@@ -3,15 +3,17 @@
 // otherwise; per-block partials combined in a fixed order), one thread per channel folds them
 // into alpha = invstd*w, beta = b - mean*alpha (and the running statistics), then one quad pass
 // y = x*alpha + beta (+ReLU, +dropout). Backward: sums of dy' and dy'*(x - mean) the same way,
-// then dx = k*dy' + kx*(x - mean) + k0 per channel.
-// reference: torch.nn.functional.batch_norm; semantics in csrc/include/fusetrain/batchnorm.h.
+// then dx = k*dy' + kx*(x - mean) + k0 per channel. Coefficients and element math:
+// fusetrain/batchnorm.h, shared with the CPU.
 #include <cmath>
 
 #include "common.cuh"
-#include "fusetrain/cuda_ops.h"
+#include "fusetrain/batchnorm.h"
 
 namespace fusetrain {
-namespace gpu {
+
+using namespace gpu;
+
 namespace {
 
 // Sums of (x, x^2) per channel. vec: float4 loads in the S == 1 path (C % 4 == 0, aligned).
@@ -46,17 +48,13 @@ struct StatsTerms {
   }
 };
 
-// dy' = dy passed back through the fused ReLU and dropout (y <= 0 marks the elements blocked).
 __device__ __forceinline__ float dy_through(float dy, float y, bool relu, float ds) {
-  return relu ? (y <= 0.0f ? 0.0f : dy * ds) : dy;
+  return relu ? bn_grad_through<true>(dy, y, ds) : dy;
 }
 
 // Sums of (dy', dy'*(x - mean)) per channel; vec as in StatsTerms.
 struct GradTerms {
-  const float* dy;
-  const float* x;
-  const float* y;
-  const float* mean;
+  const float *dy, *x, *y, *mean;
   bool relu;
   float ds;
   bool vec;
@@ -122,37 +120,25 @@ void channel_partials(const Terms& terms, int64_t N, int64_t C, int64_t S, const
   else launch_plane_partials(terms, N, C, S, plan.planes, partial, stream, name);
 }
 
-__global__ void train_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt,
-                                   double eps, double momentum, const float* w, const float* b,
-                                   float* mean, float* invstd, float* running_mean,
-                                   float* running_var, float* alpha, float* beta) {
+__global__ void train_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt, double eps,
+                                   double momentum, const float* w, const float* b, float* mean, float* invstd,
+                                   float* running_mean, float* running_var, float* alpha, float* beta) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const double2 s = sum_partials(partial, chunks, C, c);
-  const double mu = s.x / cnt;
-  const double var = fmax(s.y / cnt - mu * mu, 0.0);
-  const double is = 1.0 / sqrt(var + eps);
-  mean[c] = float(mu);
-  invstd[c] = float(is);
-  if (running_mean) {
-    running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
-    running_var[c] = float((1.0 - momentum) * double(running_var[c]) + momentum * var * cnt / (cnt - 1.0));
-  }
-  const double a = w ? is * double(w[c]) : is;
-  alpha[c] = float(a);
-  beta[c] = float((b ? double(b[c]) : 0.0) - mu * a);
+  const BnAffine f =
+      bn_train_coefficients(c, s.x, s.y, cnt, eps, momentum, w, b, mean, invstd, running_mean, running_var);
+  alpha[c] = f.alpha;
+  beta[c] = f.beta;
 }
 
-__global__ void eval_coefficients(int64_t C, double eps, const float* w, const float* b,
-                                  const float* running_mean, const float* running_var,
-                                  float* invstd, float* alpha, float* beta) {
+__global__ void eval_coefficients(int64_t C, double eps, const float* w, const float* b, const float* running_mean,
+                                  const float* running_var, float* invstd, float* alpha, float* beta) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  const double is = 1.0 / sqrt(double(running_var[c]) + eps);
-  invstd[c] = float(is);
-  const double a = w ? is * double(w[c]) : is;
-  alpha[c] = float(a);
-  beta[c] = float((b ? double(b[c]) : 0.0) - double(running_mean[c]) * a);
+  const BnAffine f = bn_eval_coefficients(c, eps, w, b, running_mean, running_var, invstd);
+  alpha[c] = f.alpha;
+  beta[c] = f.beta;
 }
 
 // Channel index of elements e0, e0+1, ... of (N, C, S), stepped without dividing per element.
@@ -192,40 +178,25 @@ struct ApplyForward {
     ChannelCursor cur(e0, C, S);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      float v = r[j] * alpha[cur.c] + beta[cur.c];
-      if (relu) v = v <= 0.0f ? 0.0f : v;
-      if constexpr (kDrop) v = keep_word(w[j], threshold) ? v * scale : 0.0f;
-      r[j] = v;
+      const bool keep = kDrop && dropout_keep(w[j], threshold);
+      r[j] = relu ? bn_apply<true, kDrop>(r[j], alpha[cur.c], beta[cur.c], keep, scale)
+                  : bn_apply<false, kDrop>(r[j], alpha[cur.c], beta[cur.c], keep, scale);
       cur.next(C, S);
     }
     store4(y, e0, cnt, r, vec);
   }
 };
 
-__global__ void backward_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt,
-                                      bool need_sums, bool training, const float* w,
-                                      const float* invstd, float* dw, float* db, float* k,
-                                      float* kx, float* k0) {
+__global__ void backward_coefficients(const double2* partial, int64_t chunks, int64_t C, double cnt, bool need_sums,
+                                      bool training, const float* w, const float* invstd, float* dw, float* db,
+                                      float* k, float* kx, float* k0) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  const double is = double(invstd[c]);
   const double2 s = need_sums ? sum_partials(partial, chunks, C, c) : make_double2(0.0, 0.0);
-  const double sdy = s.x, sdyx = s.y;
-  if (need_sums) {
-    if (dw) dw[c] += float(sdyx * is);
-    if (db) db[c] += float(sdy);
-  }
-  const double a = w ? double(w[c]) * is : is;
-  k[c] = float(a);
-  if (training) {
-    // dx = a*dy' - a*is^2/cnt*sdyx*(x - mean) - a/cnt*sdy; (x - mean) stays a difference so a
-    // large mean does not cancel away the precision.
-    kx[c] = float(-a * is * is * sdyx / cnt);
-    k0[c] = float(-a * sdy / cnt);
-  } else {
-    kx[c] = 0.0f;
-    k0[c] = 0.0f;
-  }
+  const BnGrad f = bn_backward_coefficients(c, s.x, s.y, cnt, need_sums, training, w, invstd, dw, db);
+  k[c] = f.k;
+  kx[c] = f.kx;
+  k0[c] = f.k0;
 }
 
 // dx = k[c]*dy' + kx[c]*(x - mean[c]) + k0[c].
@@ -251,17 +222,12 @@ struct ApplyBackward {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int64_t c = cur.c;
-      g[j] = k[c] * dy_through(g[j], yv[j], relu, ds) + kx[c] * (xv[j] - mean[c]) + k0[c];
+      g[j] = bn_grad_apply(dy_through(g[j], yv[j], relu, ds), xv[j], mean[c], k[c], kx[c], k0[c]);
       cur.next(C, S);
     }
     store4(dx, e0, cnt, g, vec);
   }
 };
-
-void check_sizes(int64_t N, int64_t C, int64_t S) {
-  require(N >= 0 && C >= 0 && S >= 0, "batchnorm sizes must be >= 0, got N=" + std::to_string(N) +
-                                          " C=" + std::to_string(C) + " S=" + std::to_string(S));
-}
 
 unsigned channel_blocks(int64_t C) { return unsigned(cdiv(C, kThreads)); }
 
@@ -271,18 +237,8 @@ void batchnorm_forward_train(const float* x, const float* w, const float* b, flo
                              float* invstd, float* running_mean, float* running_var, int64_t N,
                              int64_t C, int64_t S, double eps, double momentum, bool relu,
                              double dropout_p, uint64_t seed, uint64_t offset, cudaStream_t stream) {
-  check_sizes(N, C, S);
+  check_batchnorm_train(N, C, S, relu, dropout_p, offset);
   const int64_t cnt = N * S, n = N * C * S;
-  require(cnt > 1, "batchnorm training needs more than 1 value per channel, got " + std::to_string(cnt));
-  require(dropout_p == 0.0 || relu, "fused dropout after batchnorm needs relu");
-  require(dropout_p >= 0.0 && dropout_p < 1.0, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
-  require(offset % 4 == 0, "dropout offset must be a multiple of 4, got " + std::to_string(offset));
-  require((running_mean == nullptr) == (running_var == nullptr),
-          "running_mean and running_var must both be given or both be null");
-  require_ptr(x, n, "x");
-  require_ptr(y, n, "out");
-  require_ptr(mean, C, "mean");
-  require_ptr(invstd, C, "invstd");
   if (C == 0) return;
   const char* name = "batchnorm_forward_train";
   Scratch coef(2 * sizeof(float) * size_t(C), stream);
@@ -312,13 +268,8 @@ void batchnorm_forward_eval(const float* x, const float* w, const float* b,
                             const float* running_mean, const float* running_var, float* y,
                             float* invstd, int64_t N, int64_t C, int64_t S, double eps, bool relu,
                             cudaStream_t stream) {
-  check_sizes(N, C, S);
+  check_batchnorm_sizes(N, C, S);
   const int64_t n = N * C * S;
-  require_ptr(running_mean, C, "running_mean");
-  require_ptr(running_var, C, "running_var");
-  require_ptr(invstd, C, "invstd");
-  require_ptr(x, n, "x");
-  require_ptr(y, n, "out");
   if (C == 0) return;
   const char* name = "batchnorm_forward_eval";
   Scratch coef(2 * sizeof(float) * size_t(C), stream);
@@ -335,14 +286,9 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
                         const float* mean, const float* invstd, float* dx, float* dw, float* db,
                         int64_t N, int64_t C, int64_t S, bool relu, double dropout_scale,
                         bool training, cudaStream_t stream) {
-  check_sizes(N, C, S);
+  check_batchnorm_sizes(N, C, S);
   const int64_t n = N * C * S;
-  require(!relu || y != nullptr || n == 0, "batchnorm backward with relu needs the forward output");
-  require_ptr(dy, n, "grad_out");
-  require_ptr(x, n, "x");
-  require_ptr(dx, n, "grad_input");
-  require_ptr(mean, C, "mean");
-  require_ptr(invstd, C, "invstd");
+  check(!relu || y != nullptr || n == 0, "batchnorm backward with relu needs the forward output");
   if (C == 0) return;
   const char* name = "batchnorm_backward";
   const float ds = float(dropout_scale);
@@ -364,5 +310,4 @@ void batchnorm_backward(const float* dy, const float* x, const float* y, const f
   launch_quads(ApplyBackward{dy, x, y, mean, k, kx, k0, dx, C, S, relu, ds, vec}, n, stream, name);
 }
 
-}  // namespace gpu
 }  // namespace fusetrain

@@ -34,14 +34,6 @@ inline void check_cuda(cudaError_t err, const char* what) {
 // Launch-configuration errors surface here; faults inside a kernel surface at the next sync.
 inline void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
 
-inline void require(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
-
-inline void require_ptr(const void* p, int64_t n, const char* name) {
-  if (n > 0 && p == nullptr) throw std::invalid_argument(std::string(name) + " must be a device pointer, got 0");
-}
-
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline unsigned grid_for(int64_t work, int64_t per_block) {
@@ -64,7 +56,7 @@ inline cudaMemPool_t scratch_pool() {
   static cudaMemPool_t pools[kMaxDevices] = {};
   int dev = 0;
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
-  require(dev >= 0 && dev < kMaxDevices, "device index out of range: " + std::to_string(dev));
+  check(dev >= 0 && dev < kMaxDevices, "device index out of range: " + std::to_string(dev));
   std::lock_guard<std::mutex> lock(mutex);
   if (pools[dev] == nullptr) {
     cudaMemPoolProps props = {};
@@ -174,10 +166,6 @@ __device__ __forceinline__ void dropout_words(uint32_t (&w)[4], uint64_t seed, u
     const int i = skip + j;
     w[j] = i < 4 ? philox_word(a, i) : philox_word(b, i - 4);
   }
-}
-
-__device__ __forceinline__ bool keep_word(uint32_t word, uint32_t threshold) {
-  return (word >> 8) >= threshold;
 }
 
 // Reduction operators: identity plus an associative combine; the tree shapes below are fixed,

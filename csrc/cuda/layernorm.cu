@@ -5,10 +5,12 @@
 #include <cmath>
 
 #include "common.cuh"
-#include "fusetrain/cuda_ops.h"
+#include "fusetrain/layernorm.h"
 
 namespace fusetrain {
-namespace gpu {
+
+using namespace gpu;
+
 namespace {
 
 // Threads per row block: enough to cover a short row, at most kThreads.
@@ -71,10 +73,7 @@ layernorm_backward_kernel(const float* dy, const float* x, const float* w, const
 
 // Column sums of (dy * xhat, dy) for dw and db.
 struct ParamTerms {
-  const float* dy;
-  const float* x;
-  const float* mean;
-  const float* rstd;
+  const float *dy, *x, *mean, *rstd;
   bool vec;
   __device__ __forceinline__ void quad(int64_t r, int64_t, int64_t e0, int cnt, double2 (&acc)[4]) const {
     float g[4], xv[4];
@@ -90,20 +89,13 @@ struct ParamTerms {
   }
 };
 
-void check_sizes(int64_t N, int64_t D) {
-  require(N >= 0 && D >= 0, "layernorm sizes must be >= 0, got N=" + std::to_string(N) + " D=" + std::to_string(D));
-}
 
 }  // namespace
 
 void layernorm_forward(const float* x, const float* w, const float* b, float* y, float* mean,
                        float* rstd, int64_t N, int64_t D, double eps, cudaStream_t stream) {
-  check_sizes(N, D);
-  require((w == nullptr) == (b == nullptr), "layernorm weight and bias must both be given or both be null");
-  require_ptr(x, N * D, "x");
-  require_ptr(y, N * D, "out");
-  require_ptr(mean, N, "mean");
-  require_ptr(rstd, N, "rstd");
+  check_layernorm_sizes(N, D);
+  check((w == nullptr) == (b == nullptr), "layernorm weight and bias must both be given or both be null");
   if (D == 0 || N == 0) return;
   layernorm_forward_kernel<<<grid_for(N, 1), row_threads(D), 0, stream>>>(x, w, b, y, mean, rstd, N, D, eps);
   check_launch("layernorm_forward");
@@ -112,12 +104,7 @@ void layernorm_forward(const float* x, const float* w, const float* b, float* y,
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean,
                         const float* rstd, float* dx, float* dw, float* db, int64_t N, int64_t D,
                         cudaStream_t stream) {
-  check_sizes(N, D);
-  require_ptr(dy, N * D, "grad_out");
-  require_ptr(x, N * D, "x");
-  require_ptr(dx, N * D, "grad_input");
-  require_ptr(mean, N, "mean");
-  require_ptr(rstd, N, "rstd");
+  check_layernorm_sizes(N, D);
   if (D == 0 || N == 0) return;
   const char* name = "layernorm_backward";
   // Parameter sums first: they read dy, which dx is allowed to overwrite.
@@ -133,5 +120,4 @@ void layernorm_backward(const float* dy, const float* x, const float* w, const f
   check_launch(name);
 }
 
-}  // namespace gpu
 }  // namespace fusetrain

@@ -1,16 +1,18 @@
-// Deterministic norms, scaling, clamping and non-finite counting on the GPU.
+// Deterministic norms, scaling, clamping and non-finite counting on the GPU (scaling and clamping
+// are the slot functors of fusetrain/norm.h).
 // pow_sum: each thread accumulates quads in double, blocks reduce with a fixed tree and write one
 // partial each, one block combines the partials (reduce_to_host): no atomics, and the launch
 // shape depends only on n, so the result is bitwise the same on every run.
-// Semantics: csrc/include/fusetrain/norm.h.
 #include <cmath>
 
 #include "common.cuh"
-#include "fusetrain/cuda_ops.h"
+#include "fusetrain/norm.h"
 #include "slots.cuh"
 
 namespace fusetrain {
-namespace gpu {
+
+using namespace gpu;
+
 namespace {
 
 enum class PowKind { kSquare, kAbs, kMaxAbs, kPow };
@@ -57,22 +59,6 @@ struct NonfiniteQuad {
   }
 };
 
-struct ScaleMath {
-  static constexpr unsigned kLoad = 0b1u, kStore = 0b1u;
-  float s;
-  __device__ __forceinline__ void operator()(float* v) const { v[0] *= s; }
-};
-
-struct ClampMath {
-  static constexpr unsigned kLoad = 0b1u, kStore = 0b1u;
-  float lo, hi;
-  __device__ __forceinline__ void operator()(float* v) const {
-    float x = v[0];
-    x = x < lo ? lo : x;
-    v[0] = x > hi ? hi : x;  // NaN stays NaN, as torch.clamp_ keeps it
-  }
-};
-
 template <PowKind K>
 double pow_sum_kind(const float* x, int64_t n, double p, cudaStream_t stream) {
   const PowQuad<K> src{x, n, p, aligned16({x})};
@@ -86,9 +72,7 @@ double pow_sum_kind(const float* x, int64_t n, double p, cudaStream_t stream) {
 }  // namespace
 
 double pow_sum(const float* x, int64_t n, double p, cudaStream_t stream) {
-  require(n >= 0, "n must be >= 0, got " + std::to_string(n));
-  require(p > 0.0, "norm_type must be > 0, got " + std::to_string(p));
-  require_ptr(x, n, "x");
+  check_pow_sum(n, p);
   if (n == 0) return 0.0;
   if (std::isinf(p)) return pow_sum_kind<PowKind::kMaxAbs>(x, n, p, stream);
   if (p == 2.0) return pow_sum_kind<PowKind::kSquare>(x, n, p, stream);
@@ -97,25 +81,20 @@ double pow_sum(const float* x, int64_t n, double p, cudaStream_t stream) {
 }
 
 void scale_inplace(float* x, int64_t n, float s, cudaStream_t stream) {
-  require(n >= 0, "n must be >= 0, got " + std::to_string(n));
-  require_ptr(x, n, "x");
+  check_size(n, "n");
   run_slots(ScaleMath{s}, Slots{{x, nullptr, nullptr, nullptr, nullptr}}, n, stream, "scale_inplace");
 }
 
 void clamp_inplace(float* x, int64_t n, float lo, float hi, cudaStream_t stream) {
-  require(n >= 0, "n must be >= 0, got " + std::to_string(n));
-  require(lo <= hi, "clamp needs lo <= hi, got lo=" + std::to_string(lo) + " hi=" + std::to_string(hi));
-  require_ptr(x, n, "x");
+  check_clamp(n, lo, hi);
   run_slots(ClampMath{lo, hi}, Slots{{x, nullptr, nullptr, nullptr, nullptr}}, n, stream, "clamp_inplace");
 }
 
 int64_t count_nonfinite(const float* x, int64_t n, cudaStream_t stream) {
-  require(n >= 0, "n must be >= 0, got " + std::to_string(n));
-  require_ptr(x, n, "x");
+  check_size(n, "n");
   if (n == 0) return 0;
   const NonfiniteQuad src{x, n, aligned16({x})};
   return int64_t(reduce_to_host<long long>(src, cdiv(n, 4), SumOp<long long>{}, stream, "count_nonfinite"));
 }
 
-}  // namespace gpu
 }  // namespace fusetrain

@@ -1,14 +1,14 @@
-// Element-wise updates over up to five parallel float buffers ("slots"), for the optimizers and
-// the in-place helpers. A Math functor declares which slots it reads (kLoad) and writes (kStore)
-// as bit masks and updates one element's values in place; SlotUpdate does the quad loads and
-// stores (float4 when every used buffer is 16-byte aligned) around it.
+// The GPU driver of the element-wise updates (optimizers, weight averaging, scaling, clamping):
+// a Math functor of an op header (e.g. fusetrain/optim.h) declares which of up to kMaxSlots
+// parallel buffers it reads (kLoad) and writes (kStore) and updates one element's values in
+// place; SlotUpdate does the quad loads and stores (float4 when every used buffer is 16-byte
+// aligned) around it. The CPU driver of the same functors is csrc/cpu/slots.h.
 #pragma once
 #include "common.cuh"
+#include "fusetrain/common.h"
 
 namespace fusetrain {
 namespace gpu {
-
-constexpr int kMaxSlots = 5;
 
 struct Slots {
   float* ptr[kMaxSlots];
@@ -30,7 +30,7 @@ struct SlotUpdate {
       float v[kMaxSlots];
 #pragma unroll
       for (int k = 0; k < kMaxSlots; ++k) v[k] = (Math::kLoad & (1u << k)) ? r[k][j] : 0.0f;
-      math(v);
+      math(v[0], v[1], v[2], v[3], v[4]);
 #pragma unroll
       for (int k = 0; k < kMaxSlots; ++k)
         if (Math::kStore & (1u << k)) r[k][j] = v[k];

@@ -10,7 +10,7 @@ import contextlib
 import numpy as _np
 
 try:
-    from . import _core  # noqa: F401  (C++/OpenMP kernels, always built by `pip install .`)
+    from . import _core  # noqa: F401  (the C++ kernels, always built by `pip install .`)
 except ImportError as exc:
     if str(exc).startswith("FUSETRAIN_CPU_ISA"):
         raise  # the environment asks for kernels this CPU cannot run; the message says which

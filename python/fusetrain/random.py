@@ -18,6 +18,8 @@ import threading
 
 import numpy as np
 
+from .ops import _check
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -37,13 +39,7 @@ class Stream:
     Philox seed and offset), used through ``use_stream``."""
 
     def __init__(self, seed: int):
-        self._state = _State(_check_seed(seed))
-
-
-def _check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
+        self._state = _State(_check.integer(seed, "seed"))
 
 
 def _current() -> _State:
@@ -68,7 +64,7 @@ def manual_seed(seed: int) -> None:
     """Seed the global random streams of fusetrain (init, shuffling, dropout); a thread inside
     ``use_stream`` (a Trainer's fit) keeps its own stream."""
     global _state
-    _state = _State(_check_seed(seed))
+    _state = _State(_check.integer(seed, "seed"))
 
 
 def initial_seed() -> int:

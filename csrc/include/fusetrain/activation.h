@@ -4,11 +4,38 @@
 #pragma once
 #include <math.h>
 
+#include <string>
+#include <type_traits>
+
 #include "fusetrain/common.h"
 
 namespace fusetrain {
 
 enum class Act : int { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+
+// The activation of a code from Python (fusetrain.ops.ACTIVATIONS).
+inline Act act_from_code(int code) {
+  check(code >= 0 && code <= 4, "act code must be in [0, 4], got " + std::to_string(code));
+  return static_cast<Act>(code);
+}
+
+// Calls run(std::integral_constant<Act, A>{}) for the activation `act`: each activation's loop
+// is its own instantiation, with no branch per element.
+template <class Run>
+void with_act(Act act, Run&& run) {
+  switch (act) {
+    case Act::kIdentity:
+      return run(std::integral_constant<Act, Act::kIdentity>{});
+    case Act::kRelu:
+      return run(std::integral_constant<Act, Act::kRelu>{});
+    case Act::kLeakyRelu:
+      return run(std::integral_constant<Act, Act::kLeakyRelu>{});
+    case Act::kTanh:
+      return run(std::integral_constant<Act, Act::kTanh>{});
+    case Act::kSigmoid:
+      return run(std::integral_constant<Act, Act::kSigmoid>{});
+  }
+}
 
 // act(z). ReLU keeps NaN (z <= 0 is false for NaN), as PyTorch does.
 template <Act A>

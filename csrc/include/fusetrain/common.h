@@ -1,4 +1,5 @@
-// Shared helpers for the CPU kernels: argument checks, sizes, scratch buffers, the parallel grain.
+// Shared by every kernel: argument checks, checked sizes, host-device inline math, the stream type
+// of the GPU overloads; for the CPU kernels also scratch buffers and the parallel grain.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -6,13 +7,28 @@
 #include <stdexcept>
 #include <string>
 
+// Element math in the op headers is written once for both devices: nvcc compiles it for the host
+// and the GPU, a C++ compiler as plain inline functions (docs/architecture.md, section 5).
 #if defined(__CUDACC__)
 #define FT_HOST_DEVICE __host__ __device__ __forceinline__
 #else
 #define FT_HOST_DEVICE inline
 #endif
 
+// Each op header declares its GPU kernels as overloads of the CPU ones with a trailing stream
+// (defined in csrc/cuda/<op>.cu). The CUDA runtime's own typedef is the same declaration, so the
+// headers need no CUDA include and _core, which never links CUDA, compiles them as they are.
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
 namespace fusetrain {
+
+// Element-wise updates (the optimizers', weight averaging, scaling, clamping) are functors over
+// one element's values in up to kMaxSlots parallel buffers ("slots"), passed by reference and
+// updated in place: operator()(s0, s1, s2, s3, s4). kLoad / kStore have bit k set when the
+// functor reads / writes slot k, so a device's driver (csrc/cpu/slots.h, csrc/cuda/slots.cuh)
+// loads and stores only those; the others hold 0.
+constexpr int kMaxSlots = 5;
 
 inline void check(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);

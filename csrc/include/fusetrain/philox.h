@@ -46,4 +46,6 @@ FT_HOST_DEVICE uint32_t dropout_threshold(double p) {
   return ti;
 }
 
+FT_HOST_DEVICE bool dropout_keep(uint32_t word, uint32_t threshold) { return (word >> 8) >= threshold; }
+
 }  // namespace fusetrain

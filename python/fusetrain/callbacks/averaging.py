@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from .. import ops
+from ..ops import _check
 from ..nn.arena import segment
 from ..nn.utils import recompute_batchnorm
 from .base import Callback
@@ -98,9 +99,7 @@ class EMA(_WeightAverage):
 
     def __init__(self, decay=0.999, recompute_bn=True, swap_on_end=True, warmup=True):
         super().__init__(recompute_bn, swap_on_end)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay <= 1.0:
-            raise ValueError(f"EMA decay must be a number in [0, 1], got {decay!r}")
-        self.decay = float(decay)
+        self.decay = _check.number(decay, "EMA decay", lo=0.0, hi=1.0)
         self.warmup = bool(warmup)
 
     def decay_at(self, t: int) -> float:
@@ -128,12 +127,8 @@ class SWA(_WeightAverage):
 
     def __init__(self, start_epoch=0, swa_lr=None, recompute_bn=True, swap_on_end=True):
         super().__init__(recompute_bn, swap_on_end)
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)) or start_epoch < 0:
-            raise ValueError(f"SWA start_epoch must be a non-negative int, got {start_epoch!r}")
-        if swa_lr is not None and (not isinstance(swa_lr, (int, float)) or isinstance(swa_lr, bool) or swa_lr < 0):
-            raise ValueError(f"SWA swa_lr must be a number >= 0 or None, got {swa_lr!r}")
-        self.start_epoch = int(start_epoch)
-        self.swa_lr = None if swa_lr is None else float(swa_lr)
+        self.start_epoch = _check.integer(start_epoch, "SWA start_epoch", lo=0)
+        self.swa_lr = None if swa_lr is None else _check.number(swa_lr, "SWA swa_lr", lo=0.0)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.swa_lr is not None and epoch >= self.start_epoch:

@@ -25,9 +25,6 @@ class Callback:
         self.trainer = trainer
         self.model = trainer.model
 
-    def set_model(self, model) -> None:
-        self.model = model
-
     def on_train_begin(self, logs=None):
         pass
 

@@ -2,12 +2,11 @@
 best epoch's weights, saying so, and re-arming when a stopped run is resumed with more epochs."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..console import echo
 from ..distributed.world import is_main_process
+from ..ops import _check
 from .base import Callback, Monitor
 
 
@@ -32,10 +31,8 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", restore_best_weights=False,
                  baseline=None, start_from_epoch=0, verbose=0):
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-            raise ValueError(f"EarlyStopping patience must be a non-negative int, got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or not math.isfinite(min_delta):
-            raise ValueError(f"EarlyStopping min_delta must be a finite number, got {min_delta!r}")
+        _check.integer(patience, "EarlyStopping patience", lo=0)
+        _check.number(min_delta, "EarlyStopping min_delta")
         self._monitor = Monitor(monitor, mode, min_delta, "EarlyStopping")
         self.monitor, self.mode, self.min_delta = monitor, self._monitor.mode, self._monitor.min_delta
         self.patience = int(patience)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..distributed.world import is_main_process
+from ..ops import _check
 from .base import Callback
 
 
@@ -22,7 +21,7 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         groups = self.trainer.optimizer.param_groups
         lr = self.schedule(epoch, float(groups[0]["lr"]))
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not math.isfinite(lr) or lr < 0:
+        if not _check.is_real(lr) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"LearningRateScheduler: schedule({epoch}, ...) must return a finite lr >= 0, got {lr!r}")
         for g in groups:
             g["lr"] = float(lr)

@@ -18,7 +18,6 @@ from ..models import registry
 from ..nn import init as nn_init
 from ..optim import factory
 from ..train import Trainer
-from ..train import checkpoint as ckpt
 from .settings import UsageError, fill_defaults, settings_dict
 
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _check_fraction(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {v!r}")
-    return float(v)
+from ..ops import _check
 
 
 def train_test_split(x, y, test_size=0.2, seed=0, stratify=True):
@@ -17,7 +13,7 @@ def train_test_split(x, y, test_size=0.2, seed=0, stratify=True):
     With ``stratify`` each class keeps (up to rounding) the same share in both parts; the
     order inside each part is shuffled.
     """
-    test_size = _check_fraction(test_size, "test_size")
+    test_size = _check.number(test_size, "test_size", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
@@ -72,9 +68,8 @@ def load_mnist1d(num_samples=5000, train_split=0.8, seed=42, flatten=True):
     except ImportError as exc:
         raise ImportError("load_mnist1d needs the optional 'mnist1d' package, which generates the data "
                           "procedurally: pip install mnist1d") from exc
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 10:
-        raise ValueError(f"num_samples must be an int >= 10 (one per class at least), got {num_samples!r}")
-    train_split = _check_fraction(train_split, "train_split")
+    num_samples = _check.integer(num_samples, "num_samples (one per class at least)", lo=10)
+    train_split = _check.number(train_split, "train_split", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = int(num_samples), train_split, int(seed)
     saved = np.random.get_state()
@@ -93,10 +88,8 @@ def make_synthetic_mnist(n=4096, seed=0, num_classes=10, noise=0.35):
     """MNIST-shaped synthetic data: ``n`` samples of 784 features in [0, 1] (float32) with int64
     labels. Each class is a random 28x28 blob pattern; samples are the pattern plus noise,
     clipped to [0, 1], so the task is learnable but not trivial. For benchmarks and tests."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    n = _check.integer(n, "n", lo=0)
+    num_classes = _check.integer(num_classes, "num_classes", lo=1)
     rng = np.random.default_rng(seed)
     protos = (rng.random((num_classes, 784)) < 0.2).astype(np.float32)
     y = rng.integers(0, num_classes, size=n).astype(np.int64)

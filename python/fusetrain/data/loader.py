@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops import _check
+
 
 def _check_xy(x, y):
     x = np.asarray(x)
@@ -15,19 +17,13 @@ def _check_xy(x, y):
     return x, y
 
 
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
 def batches(x, y=None, batch_size=32, shuffle=False, rng=None, drop_last=False):
     """Yield ``(x_batch, y_batch)`` (or ``x_batch`` when y is None) in order, or in a random
     order drawn from ``rng`` (a numpy Generator or an int seed; fusetrain's default generator
     when None) when ``shuffle``. Unshuffled batches are views; shuffled ones are copies.
     The last, smaller batch is kept unless ``drop_last``."""
     x, y = _check_xy(x, y)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = _check.integer(batch_size, "batch_size", lo=1)
     n = len(x)
     order = None
     if shuffle:
@@ -54,7 +50,7 @@ class DataLoader:
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, seed=None, drop_last=False):
         self.x, self.y = _check_xy(x, y)
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = _check.integer(batch_size, "batch_size", lo=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.rng = np.random.default_rng(seed)

@@ -13,3 +13,16 @@ def skip_input_grad(model):
             m.input_grad = False
             return model
     return model
+
+
+
+def head(layers, dropout, features, num_classes):
+    """layers followed by the classifier: dropout (when asked) and Linear(features, num_classes)."""
+    return layers + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(features, num_classes)]
+
+
+def ready(model):
+    """The set-up every ready model ends with: its first input gradient off (skip_input_grad) and
+    its parameters in one arena, so every optimizer step is one kernel call."""
+    skip_input_grad(model)
+    model.flatten_parameters()

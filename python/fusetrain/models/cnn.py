@@ -4,7 +4,7 @@ scikit-learn's 8x8 digits as (N, 1, 8, 8))."""
 from __future__ import annotations
 
 from .. import nn
-from ._common import skip_input_grad
+from ._common import head, ready
 
 
 def _conv(dims):
@@ -76,16 +76,12 @@ class CNN1d(nn.Sequential):
                   nn.MaxPool1d(2),
                   conv_bn_relu(c2, c3, 3, dims=1, batchnorm=batchnorm),
                   nn.GlobalAvgPool1d()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c3, num_classes))
-        super().__init__(*layers)
-        skip_input_grad(self)
-        self.flatten_parameters()  # one arena: every optimizer step is one kernel call
+        super().__init__(*head(layers, dropout, c3, num_classes))
+        ready(self)
 
 
 class SmallResNet(nn.Sequential):
-    """The small ResNet of PERFORMANCE.md: conv 3x3 in->w0 (BN, ReLU), basic block w0, 2x2
+    """The small ResNet of benchmarks/bench_resnet.py: conv 3x3 in->w0 (BN, ReLU), basic block w0, 2x2
     max-pool, conv 3x3 w0->w1 (BN, ReLU), basic block w1, global average pool, dropout, linear.
     Works on any input size >= 2x2, e.g. (N, 3, 32, 32) or 8x8 digits as (N, 1, 8, 8)."""
 
@@ -93,12 +89,8 @@ class SmallResNet(nn.Sequential):
         w0, w1 = widths
         layers = [conv_bn_relu(in_channels, w0, 3), BasicBlock(w0, w0), nn.MaxPool2d(2),
                   conv_bn_relu(w0, w1, 3), BasicBlock(w1, w1), nn.GlobalAvgPool2d()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(w1, num_classes))
-        super().__init__(*layers)
-        skip_input_grad(self)
-        self.flatten_parameters()  # one arena: every optimizer step is one kernel call
+        super().__init__(*head(layers, dropout, w1, num_classes))
+        ready(self)
 
 
 class SmallInception(nn.Sequential):
@@ -109,12 +101,8 @@ class SmallInception(nn.Sequential):
         a = InceptionBlock(32, 16, 16, 24, 8, 12, 12)
         b = InceptionBlock(a.out_channels, 32, 32, 48, 16, 24, 24)
         layers = [conv_bn_relu(in_channels, 32, 3), a, nn.MaxPool2d(2), b, nn.GlobalAvgPool2d()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(b.out_channels, num_classes))
-        super().__init__(*layers)
-        skip_input_grad(self)
-        self.flatten_parameters()  # one arena: every optimizer step is one kernel call
+        super().__init__(*head(layers, dropout, b.out_channels, num_classes))
+        ready(self)
 
 
 __all__ = ["BasicBlock", "CNN1d", "InceptionBlock", "SmallInception", "SmallResNet", "conv_bn_relu"]

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ._common import skip_input_grad
+from ..ops import _check
+from ._common import ready
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-
-
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"MLP {name} must be a positive int, got {v!r}")
-    return int(v)
 
 
 class MLP(nn.Sequential):
@@ -29,13 +24,12 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_features, hidden=(256, 256), num_classes=10, batchnorm=True, dropout=0.0,
                  activation="relu", init="he_normal"):
-        in_features = _positive_int(in_features, "in_features")
-        num_classes = _positive_int(num_classes, "num_classes")
+        in_features = _check.integer(in_features, "MLP in_features", lo=1)
+        num_classes = _check.integer(num_classes, "MLP num_classes", lo=1)
         if isinstance(hidden, (int, np.integer)):
             hidden = (hidden,)
-        hidden = tuple(_positive_int(h, f"hidden[{i}]") for i, h in enumerate(hidden))
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MLP dropout must be a probability in [0, 1), got {dropout!r}")
+        hidden = tuple(_check.integer(h, f"MLP hidden[{i}]", lo=1) for i, h in enumerate(hidden))
+        dropout = _check.probability(dropout, "MLP dropout")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"MLP activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         nn.init.get(init)  # fail early, naming the valid initializers
@@ -52,5 +46,4 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, num_classes, init=init))
         super().__init__(*layers)
         self.in_features, self.hidden, self.num_classes = in_features, hidden, num_classes
-        skip_input_grad(self)
-        self.flatten_parameters()
+        ready(self)

@@ -6,20 +6,21 @@ from __future__ import annotations
 from .. import backend, ops
 from ..ops import prepared
 from . import inference
+from ._inputs import check_floating
 from .module import Module
 
 
-class _Activation(Module):
+class _Activation(inference.Compiled, Module):
     act = "identity"
 
     def _slope(self) -> float:
         return 0.01
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
+    def _epilogue_act(self):
+        """(name, negative slope) for a preceding kernel's epilogue, which reads the slope off the
+        output's sign: None for a negative slope."""
+        slope = self._slope() if self.act == "leaky_relu" else 0.0
+        return None if slope < 0 else (self.act, slope)
 
     def _compile_eval(self, b, src, following):
         a = inference.act_of(self)
@@ -30,18 +31,14 @@ class _Activation(Module):
             x.shape, act=a[0], negative_slope=a[1], out=out)), 0
 
     def _forward(self, x):
-        if not hasattr(x, "dtype") or x.dtype.kind != "f":
-            raise TypeError(f"{self!r}: expected a floating-point array, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        check_floating(self, x)
         y = ops.bias_act_dropout_forward(x, None, act=self.act, negative_slope=self._slope(),
                                          out=self._buffer("y", x.shape, x))
         self._cache = x if self._slope() < 0 else y
         return y
 
     def backward(self, grad_output):
-        saved = self.__dict__.get("_cache")
-        if saved is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        saved = self._saved()
         slope = self._slope()
         if slope < 0:  # saved is the input: d/dx = 1 where x > 0, else the slope (torch's rule)
             if tuple(grad_output.shape) != tuple(saved.shape):

@@ -1,5 +1,5 @@
 """Flat parameter arenas: one contiguous buffer for the values of many parameters and one for
-their gradients, each Parameter's ``.data``/``.grad`` being a view (DESIGN.md section 2).
+their gradients, each Parameter's ``.data``/``.grad`` being a view (docs/architecture.md, section 3).
 
 An optimizer step, the global gradient norm and zero_grad are then single calls over
 contiguous memory.

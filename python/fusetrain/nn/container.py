@@ -9,7 +9,8 @@ from . import inference
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
-from .module import Module, enter_forward, exit_forward
+from .module import Module
+from .passes import forward_pass
 from .normalization import _BatchNorm
 from ..ops import prepared
 
@@ -43,16 +44,34 @@ class _Step:
         p = drop.p if (drop is not None and drop.training) else 0.0
         if isinstance(head, Linear):
             if act is None:
-                return head._fwd(x, p=p)
+                return head._forward(x, p=p)
             slope = act.negative_slope if isinstance(act, LeakyReLU) else 0.01
-            return head._fwd(x, act=act.act, negative_slope=slope, p=p)
-        return head._fwd(x, relu=True, p=p)
+            return head._forward(x, act=act.act, negative_slope=slope, p=p)
+        return head._forward(x, relu=True, p=p)
 
     def backward(self, g):
         return self.head.backward(g)
 
 
-class Sequential(Module):
+class _Children(Module):
+    """The list protocol of Sequential and ModuleList over their children "0", "1", ..."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        items = list(self._modules.items())
+        if isinstance(idx, slice):
+            return self._of(items[idx])
+        if not -len(items) <= idx < len(items):
+            raise IndexError(f"index {idx} is out of range for a {type(self).__name__} of length {len(items)}")
+        return items[idx][1]
+
+
+class Sequential(inference.Compiled, _Children):
     """Runs its modules in order; ``backward`` runs their backwards in reverse.
 
     Chains Linear -> activation (-> Dropout), Linear -> Dropout and BatchNorm1d/2d -> ReLU
@@ -80,19 +99,9 @@ class Sequential(Module):
         self._add(str(len(self._modules)), module)
         return self
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        mods = list(self._modules.items())
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(mods[idx]))
-        if not -len(mods) <= idx < len(mods):
-            raise IndexError(f"index {idx} is out of range for a Sequential of length {len(mods)}")
-        return mods[idx][1]
+    @staticmethod
+    def _of(items):
+        return Sequential(OrderedDict(items))
 
     def _plan(self):
         mods = list(self._modules.values())
@@ -117,12 +126,6 @@ class Sequential(Module):
             i += 1
         return steps
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         mods = [m for m in self._modules.values() if m is not None]
         cur, i = src, 0
@@ -140,10 +143,7 @@ class Sequential(Module):
             cached = (inference.version(), self._plan(), list(self.modules()))
             object.__setattr__(self, "_train_plan", cached)
         _, steps, mods = cached
-        if enter_forward():
-            for m in mods:
-                m._drop_caches()
-        try:
+        with forward_pass(mods):
             pos = 0
             for step in steps:
                 try:
@@ -152,21 +152,16 @@ class Sequential(Module):
                     raise type(exc)(f"Sequential layer {pos} ({type(step.head).__name__}): {exc}") from exc
                 pos += step.span
             self._cache = steps
-        finally:
-            exit_forward()
         return x
 
     def backward(self, grad_output):
-        steps = self.__dict__.get("_cache")
-        if steps is None:
-            raise RuntimeError("Sequential: backward() called before forward()")
         g = grad_output
-        for step in reversed(steps):
+        for step in reversed(self._saved()):
             g = step.backward(g)
         return g
 
 
-class ModuleList(Module):
+class ModuleList(_Children):
     """A list of modules registered as children "0", "1", ... (no forward of its own)."""
 
     def __init__(self, modules=()):
@@ -185,20 +180,12 @@ class ModuleList(Module):
             self.append(m)
         return self
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return ModuleList(mods[idx])
-        return mods[idx]
+    @staticmethod
+    def _of(items):
+        return ModuleList(m for _, m in items)
 
 
-class Residual(Module):
+class Residual(inference.Compiled, Module):
     """y = block(x) + shortcut(x); the shortcut is the identity when None (shapes must match)."""
 
     def __init__(self, block, shortcut=None):
@@ -213,19 +200,13 @@ class Residual(Module):
         else:
             self.add_module("shortcut", None)
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         """block and shortcut, then their sum with a following activation in one pass."""
         y, _ = inference.compile_module(self.block, b, src)
         s = inference.compile_module(self.shortcut, b, src)[0] if self.shortcut is not None else src
         self._check_shapes(b.value(y), b.value(s))
         act, slope, n = "identity", 0.0, 0
-        if following and "forward" not in following[0].__dict__ and inference.act_of(following[0]) is not None:
+        if following and inference.act_of(following[0]) is not None:
             (act, slope), n = inference.act_of(following[0]), 1
         shape = b.value(y).shape
         dst = b.buffer(shape)
@@ -243,23 +224,17 @@ class Residual(Module):
                              f"{tuple(s.shape)}")
 
     def _forward(self, x):
-        if enter_forward():
-            for m in self.modules():
-                m._drop_caches()
-        try:
+        with forward_pass(self.modules()):
             y = self.block(x)
             s = self.shortcut(x) if self.shortcut is not None else x
             self._check_shapes(y, s)
             out = self._buffer("y", y.shape, y)
             _add(y, s, out)
             self._cache = True
-        finally:
-            exit_forward()
         return out
 
     def backward(self, grad_output):
-        if self.__dict__.get("_cache") is None:
-            raise RuntimeError("Residual: backward() called before forward()")
+        self._saved()
         # reverse call order: a module that is both block and shortcut (or inside both) takes the
         # state of its later call first (Module._save)
         gs = self.shortcut.backward(grad_output) if self.shortcut is not None else grad_output
@@ -273,7 +248,7 @@ def _add(a, b, out):
     return backend.array_module(out).add(a, b, out=out)
 
 
-class Concat(Module):
+class Concat(inference.Compiled, Module):
     """Inception-style block: every branch sees the same input; their outputs are concatenated
     along ``dim`` (the channel axis by default). Backward splits the gradient and sums the
     branches' input gradients."""
@@ -293,12 +268,6 @@ class Concat(Module):
 
     def __getitem__(self, idx):
         return list(self._modules.values())[idx]
-
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
 
     def _compile_eval(self, b, src, following):
         slots = [inference.compile_module(m, b, src)[0] for m in self._modules.values()]
@@ -326,25 +295,17 @@ class Concat(Module):
         return dim, tuple(shape)
 
     def _forward(self, x):
-        if enter_forward():
-            for m in self.modules():
-                m._drop_caches()
-        try:
+        with forward_pass(self.modules()):
             outs = [b(x) for b in self._modules.values()]
             dim, shape = self._out_shape(outs)
             sizes = [o.shape[dim] for o in outs]
             out = self._buffer("y", shape, outs[0])
             backend.array_module(out).concatenate(outs, axis=dim, out=out)
             self._cache = (dim, sizes)
-        finally:
-            exit_forward()
         return out
 
     def backward(self, grad_output):
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            raise RuntimeError("Concat: backward() called before forward()")
-        dim, sizes = cache
+        dim, sizes = self._saved()
         total, stop = None, sum(sizes)
         # reverse call order, as Residual's
         for b, n in zip(reversed(self._modules.values()), reversed(sizes)):

@@ -1,5 +1,6 @@
-"""Conv1d and Conv2d with PyTorch's arguments, weight shapes, init and state_dict keys, running
-im2col + one BLAS GEMM per group (fusetrain.ops.conv2d_forward) with reused buffers."""
+"""Conv1d and Conv2d with PyTorch's arguments, weight shapes, init and state_dict keys, on
+fusetrain.ops.conv2d_forward / conv1d_forward (the CPU's direct convolution; im2col + cuBLAS on
+CuPy arrays) with reused buffers, and a compile rule for the eval-mode inference path."""
 from __future__ import annotations
 
 import math
@@ -8,22 +9,16 @@ import numpy as np
 
 from .. import ops
 from ..ops import prepared
-from ..ops.conv import window_out_size
+from ..ops import _check
+from ..ops.window import window_out_size
 from . import inference
 from . import init as _init
-from .linear import check_dtype
+from ._inputs import check_array, check_dtype
 from .module import Module
 from .parameter import Parameter
 
 
-def _tuple(v, n, name, lo):
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-    if len(vals) != n or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < lo for a in vals):
-        raise ValueError(f"{name} must be an int >= {lo} or a sequence of {n} such ints, got {v!r}")
-    return tuple(int(a) for a in vals)
-
-
-class _ConvNd(Module):
+class _ConvNd(inference.Compiled, Module):
     _dims = 2
     _shape_doc = ""
 
@@ -32,18 +27,17 @@ class _ConvNd(Module):
         super().__init__()
         n = self._dims
         name = type(self).__name__
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} {arg} must be a positive int, got {v!r}")
+        in_channels, out_channels, groups = (_check.integer(v, f"{name} {arg}", lo=1) for arg, v in (
+            ("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)))
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
                              f"divisible by groups ({groups})")
         if padding_mode != "zeros":
             raise NotImplementedError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = _tuple(kernel_size, n, "kernel_size", 1)
-        self.stride = _tuple(stride, n, "stride", 1)
-        self.dilation = _tuple(dilation, n, "dilation", 1)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _check.ints(kernel_size, n, "kernel_size", 1)
+        self.stride = _check.ints(stride, n, "stride", 1)
+        self.dilation = _check.ints(dilation, n, "dilation", 1)
         if isinstance(padding, str):
             if padding == "valid":
                 padding = 0
@@ -57,17 +51,14 @@ class _ConvNd(Module):
                 padding = tuple(s // 2 for s in span)
             else:
                 raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
-        self.padding = _tuple(padding, n, "padding", 0)
+        self.padding = _check.ints(padding, n, "padding", 0)
         self.padding_mode = padding_mode
         # Set False on a network's first layer: backward then skips the (unused) input gradient
         # and returns None.
         self.input_grad = True
         self.weight = Parameter(np.zeros((self.out_channels, self.in_channels // self.groups) + self.kernel_size),
                                 dtype=dtype)
-        if bias:
-            self.bias = Parameter(np.zeros(self.out_channels), dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.zeros(self.out_channels), dtype=dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -79,8 +70,7 @@ class _ConvNd(Module):
             _init.uniform_(self.bias, -bound, bound)
 
     def _geometry(self, x):
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{self!r}: expected an array input, got {type(x).__name__}")
+        check_array(self, x)
         if x.ndim != self._dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected input of shape {self._shape_doc} with C={self.in_channels}, "
                              f"got shape {tuple(x.shape)}")
@@ -89,23 +79,14 @@ class _ConvNd(Module):
                      for n, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding,
                                               self.dilation))
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         """One kernel: the convolution with its bias, a following eval BatchNorm and activation."""
-        from .normalization import BatchNorm1d, BatchNorm2d  # noqa: PLC0415 (normalization imports linear)
-
         x = b.value(src)
         out_sp = self._geometry(x)
         bias = self.bias.data if self.bias is not None else None
         if not inference.float32(self.weight.data, bias):
             return None
-        bn, (act, slope), n = inference.absorb_epilogue(following, self.out_channels,
-                                                        (BatchNorm2d,) if self._dims == 2 else (BatchNorm1d,))
+        bn, (act, slope), n = inference.absorb_epilogue(following, self.out_channels, self._dims + 2)
         N = x.shape[0]
         w = self.weight.data
         geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
@@ -138,11 +119,9 @@ class _ConvNd(Module):
         return y
 
     def backward(self, grad_output):
-        cache = self.__dict__.pop("_cache", None)
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward() (or twice for one forward: "
-                               "backward consumes the saved columns)")
-        x_shape, col, work = cache
+        # backward consumes the saved columns: a second backward of one forward finds none
+        x_shape, col, work = self._saved()
+        del self.__dict__["_cache"]
         w = self.weight.data
         gx = self._buffer("gx", x_shape, w) if self.input_grad else None
         bwd = ops.conv2d_backward if self._dims == 2 else ops.conv1d_backward

@@ -6,12 +6,15 @@ from .. import ops
 from .. import random as frandom
 from ..ops import _check
 from . import inference
+from ._inputs import check_floating
 from .module import Module
 
 
 class Dropout(Module):
     """Zeroes each element with probability p in training (scaling the rest by 1/(1-p)); the
     identity in eval mode. p must be in [0, 1)."""
+
+    _eval_identity = True  # a preceding kernel's epilogue absorbs it in eval mode
 
     def __init__(self, p: float = 0.5):
         super().__init__()
@@ -25,9 +28,7 @@ class Dropout(Module):
         return (src, 0) if not self.training else None
 
     def _forward(self, x):
-        if not hasattr(x, "dtype") or x.dtype.kind != "f":
-            raise TypeError(f"{self!r}: expected a floating-point array, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        check_floating(self, x)
         p = _check.probability(self.p, "p")
         if not self.training or p == 0.0:
             self._cache = None

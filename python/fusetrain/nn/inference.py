@@ -45,6 +45,17 @@ def compiles(forward):
     return forward
 
 
+class Compiled:
+    """Mixin of the layers and containers with a compile rule (``_compile_eval``): in eval mode, on
+    an eligible input, forward runs the compiled plan; otherwise the module's own ``_forward``."""
+
+    @compiles
+    def forward(self, x):
+        if not self.training and eligible(x):
+            return run(self, x)
+        return self._forward(x)
+
+
 _local = threading.local()
 
 
@@ -168,40 +179,34 @@ def run(m, x):
     return result
 
 
+# What a module following a layer offers to that layer's kernel, when its forward is its class's
+# compiled one (so skipping it loses nothing): an activation names itself (_epilogue_act), an eval
+# batchnorm of inputs with these dimensions folds into it (_bn_ndims), an eval dropout is the
+# identity (_eval_identity).
+
 def act_of(m):
-    """(name, negative slope) of a plain activation module, or None."""
-    from .activation import LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: PLC0415 (activation imports this module)
-
-    if type(m) is ReLU:
-        return "relu", 0.0
-    if type(m) is LeakyReLU and m.negative_slope >= 0:
-        return "leaky_relu", float(m.negative_slope)
-    if type(m) is Sigmoid:
-        return "sigmoid", 0.0
-    if type(m) is Tanh:
-        return "tanh", 0.0
-    return None
+    """(name, negative slope) of an activation a kernel can apply in its epilogue, or None."""
+    get = getattr(m, "_epilogue_act", None)
+    return get() if get is not None and _compilable(m) else None
 
 
-def absorb_epilogue(following, channels, bn_types=()):
-    """How a layer with `channels` outputs can absorb the modules after it: an eval BatchNorm of
-    `bn_types` with running statistics, then an activation, then eval Dropouts (the identity).
-    Returns (bn module or None, (act name, negative slope), count absorbed)."""
-    from .dropout import Dropout  # noqa: PLC0415
-
+def absorb_epilogue(following, channels, bn_ndim=None):
+    """How a layer with `channels` outputs of `bn_ndim` dimensions can absorb the modules after it: an
+    eval BatchNorm with running statistics (not when bn_ndim is None), then an activation, then eval
+    Dropouts. Returns (bn module or None, (act name, negative slope), count absorbed)."""
     i, bn = 0, None
-    if (i < len(following) and type(following[i]) in bn_types and not following[i].training
-            and following[i].track_running_stats and following[i].num_features == channels
-            and "forward" not in following[i].__dict__ and following[i].running_mean.dtype == np.float32):
-        bn = following[i]
+    f = following[0] if following else None
+    if (f is not None and bn_ndim in getattr(f, "_bn_ndims", ()) and _compilable(f) and not f.training
+            and f.track_running_stats and f.num_features == channels and f.running_mean.dtype == np.float32):
+        bn = f
         i += 1
     act = ("identity", 0.0)
-    if i < len(following) and "forward" not in following[i].__dict__:
-        a = act_of(following[i])
-        if a is not None:
-            act = a
-            i += 1
-    while i < len(following) and type(following[i]) is Dropout and not following[i].training:
+    a = act_of(following[i]) if i < len(following) else None
+    if a is not None:
+        act = a
+        i += 1
+    while (i < len(following) and getattr(following[i], "_eval_identity", False) and _compilable(following[i])
+           and not following[i].training):
         i += 1
     return bn, act, i
 
@@ -245,4 +250,4 @@ def kernel_step(b: Builder, src: int, shape, make) -> int:
     return dst
 
 
-__all__ = ["Builder", "Plan", "bump", "compile_module", "compiles", "eligible", "run"]
+__all__ = ["Builder", "Compiled", "Plan", "bump", "compile_module", "compiles", "eligible", "run"]

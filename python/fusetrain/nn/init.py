@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import backend
 from .. import random as frandom
+from ..ops import _check
 from .parameter import Parameter
 
 __all__ = [
@@ -65,7 +66,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif isinstance(param, bool) or not isinstance(param, (int, float)):
+        elif not _check.is_real(param):
             raise ValueError(f"negative_slope {param!r} is not a valid number")
         else:
             slope = float(param)

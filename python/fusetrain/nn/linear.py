@@ -1,4 +1,4 @@
-"""Linear (GEMM through BLAS + our fused bias/activation/dropout epilogue), Identity, Flatten."""
+"""Linear (fusetrain's GEMM, then the fused bias/activation/dropout epilogue), Identity, Flatten."""
 from __future__ import annotations
 
 import math
@@ -6,29 +6,16 @@ import math
 import numpy as np
 
 from .. import ops
-from ..ops import prepared
 from .. import random as frandom
+from ..ops import _check, prepared
 from . import inference
 from . import init as _init
+from ._inputs import check_array, check_dtype
 from .module import Module
 from .parameter import Parameter
 
 
-def _check_features(layer, x, expected, what="in_features"):
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{layer!r}: expected a numpy/cupy array input, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[-1] != expected:
-        raise ValueError(f"{layer!r}: expected input of shape (*, {expected}) ({what}={expected}), "
-                         f"got shape {tuple(x.shape)}")
-
-
-def check_dtype(layer, x, like):
-    if x.dtype != like.dtype:
-        raise TypeError(f"{layer!r}: expected a {like.dtype} input (the dtype of its parameters), got "
-                        f"{x.dtype}; convert it with x.astype(numpy.{like.dtype})")
-
-
-class Linear(Module):
+class Linear(inference.Compiled, Module):
     """y = x @ weight.T + bias, weight (out_features, in_features).
 
     Default init is PyTorch's (kaiming_uniform with a=sqrt(5), bias U(-1/sqrt(fan_in), +)).
@@ -38,21 +25,15 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init=None, dtype=None):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"Linear {name} must be a non-negative int, got {v!r}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = _check.integer(in_features, "Linear in_features", lo=0)
+        self.out_features = _check.integer(out_features, "Linear out_features", lo=0)
         # Set False on a network's first layer: backward then skips the (unused) input-gradient
         # GEMM and returns None.
         self.input_grad = True
         self.init = init
         self._init_fn = _init.get(init) if init is not None else None
         self.weight = Parameter(np.zeros((self.out_features, self.in_features)), dtype=dtype)
-        if bias:
-            self.bias = Parameter(np.zeros(self.out_features), dtype=dtype)
-        else:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", Parameter(np.zeros(self.out_features), dtype=dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -66,41 +47,34 @@ class Linear(Module):
             if self.bias is not None:
                 _init.zeros_(self.bias)
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._fwd(x)
-
-    def _forward(self, x):
-        return self._fwd(x)
+    def _check_input(self, x):
+        check_array(self, x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input of shape (*, {self.in_features}) "
+                             f"(in_features={self.in_features}), got shape {tuple(x.shape)}")
+        check_dtype(self, x, self.weight.data)
 
     def _compile_eval(self, b, src, following):
         """GEMM with the bias, a following eval BatchNorm1d and activation as its epilogue."""
-        from .normalization import BatchNorm1d  # noqa: PLC0415 (normalization imports this module)
-
         x = b.value(src)
-        _check_features(self, x, self.in_features)
-        check_dtype(self, x, self.weight.data)
+        self._check_input(x)
         bias = self.bias.data if self.bias is not None else None
         if not inference.float32(self.weight.data, bias):
             return None
         lead = x.shape[:-1]
         M = int(np.prod(lead))
-        bn, (act, slope), n = inference.absorb_epilogue(following if x.ndim == 2 else (), self.out_features,
-                                                        (BatchNorm1d,))
+        bn, (act, slope), n = inference.absorb_epilogue(following if x.ndim == 2 else (), self.out_features, 2)
         x2 = inference.view(b, src, (M, self.in_features))
         y = inference.kernel_step(b, x2, (M, self.out_features), lambda out: prepared.prepare_linear(
             (M, self.in_features), self.weight.data, bias, bn=inference.bn_dict(bn), act=act, negative_slope=slope,
             out=out))
         return inference.view(b, y, lead + (self.out_features,)), n
 
-    def _fwd(self, x, act="identity", negative_slope=0.01, p=0.0):
+    def _forward(self, x, act="identity", negative_slope=0.01, p=0.0):
         """GEMM then the epilogue dropout(act(. + bias)); dropout draws are reserved here exactly
         as a separate Dropout layer would reserve them."""
         w = self.weight.data
-        _check_features(self, x, self.in_features)
-        check_dtype(self, x, w)
+        self._check_input(x)
         lead = x.shape[:-1]
         x2 = x.reshape(int(np.prod(lead)), self.in_features)  # -1 cannot be inferred when in_features is 0
         y = self._buffer("y", (x2.shape[0], self.out_features), w)
@@ -116,10 +90,7 @@ class Linear(Module):
         return y.reshape(lead + (self.out_features,))
 
     def backward(self, grad_output):
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
-        x2, y, lead, act, slope, p, seed, offset = cache
+        x2, y, lead, act, slope, p, seed, offset = self._saved()
         w = self.weight.data
         if tuple(grad_output.shape) != lead + (self.out_features,):
             raise ValueError(f"{self!r}: grad_output must have shape {lead + (self.out_features,)}, "
@@ -195,10 +166,7 @@ class Flatten(Module):
         return x.reshape(1) if x.ndim == 0 else x.reshape(shape)
 
     def backward(self, grad_output):
-        shape = self.__dict__.get("_cache")
-        if shape is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
-        return grad_output.reshape(shape)
+        return grad_output.reshape(self._saved())
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -20,6 +20,13 @@ class _Loss(Module):
         super().__init__()
         self.reduction = _reduction(reduction)
 
+    def backward(self, grad_output=1.0):
+        """d(loss)/d(pred), times ``grad_output`` (the upstream scalar gradient)."""
+        grad = self.__dict__.get("_cache")
+        if grad is None:
+            raise RuntimeError(f"{type(self).__name__}: backward() called before computing a loss")
+        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
+
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
@@ -39,13 +46,6 @@ class CrossEntropyLoss(_Loss):
         self._cache = grad
         return loss
 
-    def backward(self, grad_output=1.0):
-        """d(loss)/d(logits), times ``grad_output`` (the upstream scalar gradient)."""
-        grad = self.__dict__.get("_cache")
-        if grad is None:
-            raise RuntimeError("CrossEntropyLoss: backward() called before computing a loss")
-        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)
-
 
 class MSELoss(_Loss):
     """Mean (or summed) squared error between pred and a target of the same shape."""
@@ -53,25 +53,11 @@ class MSELoss(_Loss):
     def forward(self, pred, target):
         if not hasattr(pred, "shape") or not hasattr(pred, "dtype") or pred.dtype.kind != "f":
             raise TypeError(f"MSELoss: pred must be a floating-point array, got {getattr(pred, 'dtype', type(pred).__name__)}")
-        xp = backend.array_module(pred)
-        target = xp.asarray(target)
+        target = backend.array_module(pred).asarray(target)
         if tuple(target.shape) != tuple(pred.shape):
             raise ValueError(f"MSELoss: target shape {tuple(target.shape)} must equal pred shape {tuple(pred.shape)}")
-        diff = xp.subtract(pred, target, dtype=pred.dtype)
-        # summed in float64 by NumPy's pairwise sum: no BLAS call on a training path
-        total = float(xp.square(diff, dtype=np.float64).sum()) if diff.size else 0.0
-        n = diff.size
-        if self.reduction == "mean":
-            scale = 2.0 / n if n else float("nan")
-            loss = total / n if n else float("nan")
-        else:
-            scale, loss = 2.0, total
-        diff *= diff.dtype.type(scale)
-        self._cache = diff
+        grad = self._buffer("grad", pred.shape, pred)
+        loss, grad = ops.mse_loss(pred, target.astype(pred.dtype, copy=False), reduction=self.reduction,
+                                  grad_input=grad)
+        self._cache = grad
         return loss
-
-    def backward(self, grad_output=1.0):
-        grad = self.__dict__.get("_cache")
-        if grad is None:
-            raise RuntimeError("MSELoss: backward() called before computing a loss")
-        return grad if grad_output == 1.0 else grad * grad.dtype.type(grad_output)

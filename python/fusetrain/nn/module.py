@@ -10,55 +10,15 @@ run in reverse order as for any network, each use their own call's state.
 """
 from __future__ import annotations
 
-import itertools
-import sys
-import threading
-from collections import namedtuple
-
 import numpy as np
 
 from .. import backend
-from . import inference
+from . import inference, state
 from .arena import Arena
-from .parameter import Parameter, _as_array
+from .parameter import Parameter
+from .passes import Scratch, _passes, calls, hand_out, replaying_backward
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 _MISSING = object()
-
-# A scratch buffer is reused only when nothing but the module's scratch list (plus the loop
-# variable and getrefcount's own argument) refers to it, so a caller holding an earlier
-# output never sees it overwritten.
-_FREE_REFCOUNT = 3
-
-
-class _Calls(threading.local):
-    """Module calls in progress in this thread. Everything one outermost call runs is one forward
-    pass: a module that saves state (``self._cache = ...``) a second time within it stacks the
-    earlier state instead of losing it (see Module._save)."""
-
-    def __init__(self):
-        self.depth = 0
-        self.serial = 0  # the pass in progress (or the last one)
-
-
-_calls = _Calls()
-_passes = itertools.count(1)  # pass numbers unique across threads (next() holds the GIL)
-
-
-def enter_forward() -> bool:
-    """For a container's forward: counts it as a call (it may be called directly, as
-    ``model.forward(x)``) and returns whether it is the outermost one, whose descendants' saved
-    state belongs to an earlier pass. Pair with exit_forward()."""
-    c = _calls
-    outermost = c.depth <= 1
-    if c.depth == 0:
-        c.serial = next(_passes)
-    c.depth += 1
-    return outermost
-
-
-def exit_forward() -> None:
-    _calls.depth -= 1
 
 
 class Module:
@@ -74,14 +34,14 @@ class Module:
         super().__init_subclass__(**kwargs)
         bw = cls.__dict__.get("backward")
         if bw is not None and not getattr(bw, "_replays", False):
-            cls.backward = _replaying_backward(bw)
+            cls.backward = replaying_backward(bw)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "_scratch", {})
+        object.__setattr__(self, "_scratch", Scratch())
         object.__setattr__(self, "training", True)
 
     # ---------------------------------------------------------------- registration
@@ -97,14 +57,8 @@ class Module:
         d = self.__dict__
         if not name.startswith("_") and self._current(name) is not value:
             inference.bump()  # a compiled plan may depend on it (an in-place `buf += 1` keeps it)
-        if isinstance(value, Parameter):
-            self._check_init()
-            self._discard(name)
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._check_init()
-            self._discard(name)
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            self._register("_parameters" if isinstance(value, Parameter) else "_modules", name, value, bump=False)
         elif "_parameters" in d and name in self._parameters:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} "
@@ -151,31 +105,30 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_parameter(self, name: str, param) -> None:
-        """Register ``param`` (a Parameter or None, e.g. an absent bias) under ``name``."""
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"register_parameter expects a Parameter or None for {name!r}, got {type(param).__name__}")
+    def _register(self, store: str, name: str, value, kind=None, bump=True) -> None:
+        """value (of type `kind`, or None) under `name` in one of the three stores, replacing
+        whatever the name held; bump: invalidate the compiled plans."""
+        if kind is not None and value is not None and not isinstance(value, kind):
+            method = "register_parameter" if kind is Parameter else "add_module"
+            raise TypeError(f"{method} expects a {kind.__name__} or None for {name!r}, got {type(value).__name__}")
         self._check_init()
         self._discard(name)
-        self._parameters[name] = param
-        inference.bump()
+        self.__dict__[store][name] = value
+        if bump:
+            inference.bump()
+
+    def register_parameter(self, name: str, param) -> None:
+        """Register ``param`` (a Parameter or None, e.g. an absent bias) under ``name``."""
+        self._register("_parameters", name, param, Parameter)
 
     def register_buffer(self, name: str, array, persistent: bool = True) -> None:
         """Register a non-trainable array (e.g. running_mean) saved in state_dict when persistent."""
-        self._check_init()
-        self._discard(name)
-        self._buffers[name] = array
-        inference.bump()
+        self._register("_buffers", name, array)
         if not persistent:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module) -> None:
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module expects a Module or None for {name!r}, got {type(module).__name__}")
-        self._check_init()
-        self._discard(name)
-        self._modules[name] = module
-        inference.bump()
+        self._register("_modules", name, module, Module)
 
     # ---------------------------------------------------------------- traversal
     def named_modules(self, prefix: str = "", memo=None):
@@ -234,14 +187,18 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
     def __call__(self, *args, **kwargs):
-        c = _calls
-        if c.depth == 0:
+        c = calls
+        top = c.depth == 0
+        if top:
             c.serial = next(_passes)
         c.depth += 1
         try:
-            return self.forward(*args, **kwargs)
+            out = self.forward(*args, **kwargs)
         finally:
             c.depth -= 1
+        if top:
+            hand_out(out)
+        return out
 
     def _save(self, value) -> None:
         """``self._cache = value``: what this call's backward needs. A second call within one
@@ -249,7 +206,7 @@ class Module:
         stack; each backward after the first takes the state of the call before (see
         _replaying_backward), so backwards in reverse call order each get their own."""
         d = self.__dict__
-        c = _calls
+        c = calls
         if c.depth and "_cache" in d and d.get("_cache_serial") == c.serial:
             stack = d.get("_cache_stack")
             if stack is None:
@@ -261,6 +218,14 @@ class Module:
         d["_cache"] = value
         d["_cache_used"] = False
 
+    def _saved(self):
+        """What the forward saved for this backward (``self._cache``); raises if it saved nothing."""
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            who = type(self).__name__ if self._modules else repr(self)
+            raise RuntimeError(f"{who}: backward() called before forward()")
+        return cache
+
     def _drop_caches(self) -> None:
         """Forget what the last forward saved for backward (containers call this on all their
         descendants before a new forward, so scratch buffers become reusable)."""
@@ -269,23 +234,12 @@ class Module:
             d.pop(key, None)
 
     def _buffer(self, key, shape, like):
-        """A scratch array of ``shape`` and like's dtype/device, reused across calls when no one
-        else holds the previous one; two per key, so an output the caller still holds (e.g. the
-        previous step's result bound to a variable) is never overwritten."""
-        shape = tuple(shape)
-        if backend.is_cuda_array(like):  # CuPy's pool makes allocation cheap and views hide refs
-            return backend.cupy_module().empty(shape, dtype=like.dtype)
-        slots = self._scratch.get(key)
-        if slots is None:
-            slots = self._scratch[key] = []
-        for buf in slots:
-            if buf.shape == shape and buf.dtype == like.dtype and sys.getrefcount(buf) <= _FREE_REFCOUNT:
-                return buf
-        buf = np.empty(shape, dtype=like.dtype)
-        if len(slots) >= 2:
-            slots.pop(0)
-        slots.append(buf)
-        return buf
+        """A scratch array of ``shape`` and like's dtype/device, owned by this module (see
+        passes.Scratch): reused in later passes, never handed out twice in one, and the caller's
+        for good once a top-level call returns it."""
+        if backend.is_cuda_array(like):  # CuPy's memory pool makes allocation cheap
+            return backend.cupy_module().empty(tuple(shape), dtype=like.dtype)
+        return self._scratch.take(key, tuple(shape), like.dtype)
 
     # ---------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True):
@@ -329,53 +283,11 @@ class Module:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    # ---------------------------------------------------------------- devices and dtypes
+    # ---------------------------------------------------------------- devices, dtypes and state
     def to(self, device=None, dtype=None):
         """Move parameters and buffers to ``"cpu"`` or ``"cuda"`` and/or cast floating ones to
         ``dtype``. Parameters are re-packed into one arena; build optimizers afterwards."""
-        if device is not None:
-            device = str(device)
-            if device.startswith("cuda"):
-                if not backend.cuda_available():
-                    raise RuntimeError("to('cuda') needs fusetrain's CUDA module, CuPy and a visible GPU; "
-                                       "fusetrain.cuda_available() is False")
-                device = "cuda"
-            elif device != "cpu":
-                raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        params = list(self.parameters())
-        if dtype is not None:
-            dtype = np.dtype(dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"dtype must be a floating type, got {dtype.name}")
-            for p in params:
-                if p.dtype != dtype:
-                    data = p.data.astype(dtype)
-                    p._bind(data, backend.array_module(data).zeros_like(data))
-        if params:
-            Arena(params, device=device)
-        for m in self.modules():
-            for name, v in list(m.__dict__.items()):  # unregistered Parameters (e.g. weight_norm's weight)
-                if isinstance(v, Parameter):
-                    data = v.data.astype(dtype) if dtype is not None else v.data
-                    if device == "cuda" and not backend.is_cuda_array(data):
-                        data = backend.cupy_module().asarray(data)
-                    elif device == "cpu" and backend.is_cuda_array(data):
-                        data = data.get()
-                    v._bind(data, backend.array_module(data).zeros_like(data))
-            for name, b in list(m._buffers.items()):
-                if b is None:
-                    continue
-                if dtype is not None and b.dtype.kind == "f":
-                    b = b.astype(dtype)
-                if device == "cuda" and not backend.is_cuda_array(b):
-                    b = backend.cupy_module().asarray(b)
-                elif device == "cpu" and backend.is_cuda_array(b):
-                    b = b.get()
-                m._buffers[name] = b
-            m._scratch.clear()
-            m._drop_caches()
-        inference.bump()
-        return self
+        return state.move(self, device, dtype)
 
     def double(self):
         return self.to(dtype=np.float64)
@@ -383,73 +295,16 @@ class Module:
     def float(self):
         return self.to(dtype=np.float32)
 
-    # ---------------------------------------------------------------- state dict
     def state_dict(self, prefix: str = "") -> dict:
         """Copies of every parameter and persistent buffer as NumPy arrays, under PyTorch's keys
         (own parameters, own buffers, then each child under ``"<child name>."``)."""
-        out = {}
-        self._save_to(out, prefix)
-        return out
-
-    def _save_to(self, out, prefix):
-        for name, p in self._parameters.items():
-            if p is not None:
-                out[prefix + name] = _host_copy(p.data)
-        for name, b in self._buffers.items():
-            if b is not None and name not in self._non_persistent:
-                out[prefix + name] = _host_copy(b)
-        for name, m in self._modules.items():
-            if m is not None:
-                m._save_to(out, prefix + name + ".")
-
-    def _state_targets(self):
-        """key -> (owner module, attribute name, kind) for everything state_dict saves."""
-        targets = {}
-        for mp, m in self.named_modules():
-            pre = mp + "." if mp else ""
-            for name, p in m._parameters.items():
-                if p is not None:
-                    targets.setdefault(pre + name, (m, name, "param"))
-            for name, b in m._buffers.items():
-                if b is not None and name not in m._non_persistent:
-                    targets.setdefault(pre + name, (m, name, "buffer"))
-        return targets
+        return state.state_dict(self, prefix)
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy values from ``state_dict`` (NumPy arrays, or torch tensors) into this module's
         parameters and buffers in place. Raises RuntimeError listing missing/unexpected keys
         (when strict) and shape mismatches; returns (missing_keys, unexpected_keys)."""
-        if not hasattr(state_dict, "items"):
-            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        targets = self._state_targets()
-        missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
-        mismatched = []
-        for key, (m, name, kind) in targets.items():
-            if key not in state_dict:
-                continue
-            cur = m._parameters[name].data if kind == "param" else m._buffers[name]
-            shape = tuple(getattr(state_dict[key], "shape", np.shape(state_dict[key])))
-            if shape != tuple(cur.shape):
-                mismatched.append(f"{key}: expected shape {tuple(cur.shape)}, got {shape}")
-        problems = []
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-        if mismatched:
-            problems.append("shape mismatches: " + "; ".join(mismatched))
-        if problems:
-            raise RuntimeError(f"error(s) loading state_dict into {type(self).__name__}: " + " | ".join(problems))
-        for key, (m, name, kind) in targets.items():
-            if key not in state_dict:
-                continue
-            if kind == "param":
-                m._parameters[name].data = state_dict[key]
-            else:
-                cur = m._buffers[name]
-                cur[...] = _as_array(state_dict[key], cur.dtype, like=cur)
-        return IncompatibleKeys(missing, unexpected)
+        return state.load_state_dict(self, state_dict, strict)
 
     # ---------------------------------------------------------------- repr
     def extra_repr(self) -> str:
@@ -464,36 +319,3 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
-
-
-def _replaying_backward(backward):
-    """Wraps a subclass's backward: after a compiled eval forward (which saved nothing), replay that
-    forward through the layers' own forwards first; a backward after one that used the saved state
-    takes the state of the call before it, when the module was called more than once (Module._save).
-    The flag is set after the backward, so a subclass's backward calling super().backward()
-    takes it once."""
-    def wrapped(self, *args, **kwargs):
-        d = self.__dict__
-        x = d.pop("_eval_input", None)
-        if x is not None:
-            with inference.replaying():
-                enter_forward()
-                try:
-                    self._forward(x) if hasattr(self, "_forward") else self.forward(x)
-                finally:
-                    exit_forward()
-        if d.get("_cache_used") and d.get("_cache_stack"):
-            d["_cache"] = d["_cache_stack"].pop()
-        d["_cache_used"] = False
-        result = backward(self, *args, **kwargs)
-        d["_cache_used"] = True
-        return result
-    wrapped.__name__, wrapped.__qualname__, wrapped.__doc__ = backward.__name__, backward.__qualname__, backward.__doc__
-    wrapped._replays = True
-    return wrapped
-
-
-def _host_copy(a):
-    if backend.is_cuda_array(a):
-        return a.get()
-    return np.array(a, copy=True)

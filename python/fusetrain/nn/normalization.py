@@ -8,7 +8,7 @@ from .. import ops
 from .. import random as frandom
 from ..ops import _check, prepared
 from . import inference
-from .linear import check_dtype
+from ._inputs import check_array, check_dtype
 from .module import Module
 from .parameter import Parameter
 
@@ -19,27 +19,26 @@ def batchnorm_usable(n: int, batch_size: int) -> int:
     return n - 1 if n > batch_size and n % batch_size == 1 else n
 
 
-class _BatchNorm(Module):
-    _ndims: tuple = ()
+def _affine_parameters(module, present, shape, dtype):
+    """A normalization's learnable scale (ones) and shift (zeros) of `shape`, or None for both."""
+    for name, fill in (("weight", 1.0), ("bias", 0.0)):
+        module.register_parameter(name, Parameter(np.full(shape, fill), dtype=dtype) if present else None)
+
+
+class _BatchNorm(inference.Compiled, Module):
+    _bn_ndims: tuple = ()  # the input dimensions it takes, and folds into a preceding kernel in eval mode
     _shape_doc = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype=None):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"{type(self).__name__} num_features must be a positive int, got {num_features!r}")
-        self.num_features = int(num_features)
+        self.num_features = _check.integer(num_features, f"{type(self).__name__} num_features", lo=1)
         self.eps = _check.number(eps, "eps", lo=0.0, lo_open=True)
         self.momentum = None if momentum is None else _check.number(momentum, "momentum", lo=0.0, hi=1.0)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dt = np.float32 if dtype is None else np.dtype(dtype)
-        if self.affine:
-            self.weight = Parameter(np.ones(self.num_features), dtype=dt)
-            self.bias = Parameter(np.zeros(self.num_features), dtype=dt)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.affine, self.num_features, dt)
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(self.num_features, dtype=dt))
             self.register_buffer("running_var", np.ones(self.num_features, dtype=dt))
@@ -62,9 +61,8 @@ class _BatchNorm(Module):
             self.bias.data.fill(0)
 
     def _check_input(self, x):
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{self!r}: expected an array input, got {type(x).__name__}")
-        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+        check_array(self, x)
+        if x.ndim not in self._bn_ndims or x.shape[1] != self.num_features:
             raise ValueError(f"{self!r}: expected input of shape {self._shape_doc} with C={self.num_features}, "
                              f"got shape {tuple(x.shape)}")
         ref = self.weight.data if self.affine else (self.running_mean if self.track_running_stats else None)
@@ -72,15 +70,6 @@ class _BatchNorm(Module):
             check_dtype(self, x, ref)
         elif x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating-point input, got {x.dtype}")
-
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._fwd(x)
-
-    def _forward(self, x):
-        return self._fwd(x)
 
     def _compile_eval(self, b, src, following):
         """Running statistics folded into a per-channel scale and shift, with a following activation."""
@@ -93,7 +82,7 @@ class _BatchNorm(Module):
         return inference.kernel_step(b, src, x.shape, lambda out: prepared.prepare_channel_affine(
             x.shape, bn=inference.bn_dict(self), act=act, negative_slope=slope, out=out)), n
 
-    def _fwd(self, x, relu=False, p=0.0):
+    def _forward(self, x, relu=False, p=0.0):
         """Batch norm, optionally followed by ReLU and dropout(p) in the same pass."""
         self._check_input(x)
         use_batch_stats = self.training or not self.track_running_stats
@@ -118,10 +107,7 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, grad_output):
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
-        x, y, mean, invstd, use_batch_stats, relu, p = cache
+        x, y, mean, invstd, use_batch_stats, relu, p = self._saved()
         if tuple(grad_output.shape) != tuple(x.shape):
             raise ValueError(f"{self!r}: grad_output must have shape {tuple(x.shape)}, got {tuple(grad_output.shape)}")
         return ops.batchnorm_backward(grad_output, x, y if relu else None, self.weight.data if self.affine else None,
@@ -138,18 +124,18 @@ class _BatchNorm(Module):
 class BatchNorm1d(_BatchNorm):
     """Batch norm over (N, C) or (N, C, L) inputs, per channel C."""
 
-    _ndims = (2, 3)
+    _bn_ndims = (2, 3)
     _shape_doc = "(N, C) or (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs, per channel C."""
 
-    _ndims = (4,)
+    _bn_ndims = (4,)
     _shape_doc = "(N, C, H, W)"
 
 
-class LayerNorm(Module):
+class LayerNorm(inference.Compiled, Module):
     """Normalizes over the trailing ``normalized_shape`` axes, with an elementwise affine."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype=None):
@@ -161,19 +147,8 @@ class LayerNorm(Module):
             raise ValueError(f"LayerNorm normalized_shape must be positive sizes, got {normalized_shape!r}")
         self.eps = _check.number(eps, "eps", lo=0.0, lo_open=True)
         self.elementwise_affine = bool(elementwise_affine)
-        dt = np.float32 if dtype is None else np.dtype(dtype)
-        if self.elementwise_affine:
-            self.weight = Parameter(np.ones(self.normalized_shape), dtype=dt)
-            self.bias = Parameter(np.zeros(self.normalized_shape), dtype=dt)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
+        _affine_parameters(self, self.elementwise_affine, self.normalized_shape,
+                           np.float32 if dtype is None else np.dtype(dtype))
 
     def _compile_eval(self, b, src, following):
         x = b.value(src)
@@ -204,10 +179,7 @@ class LayerNorm(Module):
         return y
 
     def backward(self, grad_output):
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
-        x, mean, rstd = cache
+        x, mean, rstd = self._saved()
         aff = self.elementwise_affine
         return ops.layernorm_backward(grad_output, x, self.weight.data if aff else None, mean, rstd,
                                       normalized_ndim=len(self.normalized_shape),

@@ -5,19 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, ops
-from ..ops import prepared
+from ..ops import _check, prepared
+from ..ops.pooling import nonempty_planes
+from ..ops.window import window_out_size
 from . import inference
-from ..ops.conv import _ints, _nonempty_planes, window_out_size
+from ._inputs import check_floating
 from .module import Module
 
 
 def _check_input(layer, x, dims, channels=True):
-    if not hasattr(x, "shape") or not hasattr(x, "dtype") or x.dtype.kind != "f":
-        raise TypeError(f"{layer!r}: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
+    check_floating(layer, x)
     if x.ndim != dims + 2:
         raise ValueError(f"{layer!r}: expected a {dims + 2}-D input {'(N, C, L)' if dims == 1 else '(N, C, H, W)'}, "
                          f"got shape {tuple(x.shape)}")
-    _nonempty_planes(x.shape, dims, repr(layer), channels)
+    nonempty_planes(x.shape, dims, repr(layer), channels)
 
 
 def _geometry(name, dims, **args):
@@ -25,7 +26,7 @@ def _geometry(name, dims, **args):
     its least value; raises naming the layer and the argument."""
     lows = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
     try:
-        return {arg: _ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
+        return {arg: _check.ints(v, dims, arg, lows[arg]) for arg, v in args.items()}
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -34,7 +35,7 @@ def _spatial(v, dims):
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * dims
 
 
-class _Pool(Module):
+class _Pool(inference.Compiled, Module):
     _dims = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -70,12 +71,6 @@ class _MaxPool(_Pool):
         self.dilation = dilation
         self.return_indices = False
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         x = b.value(src)
         _check_input(self, x, self._dims)
@@ -94,10 +89,7 @@ class _MaxPool(_Pool):
         return y
 
     def backward(self, grad_output):
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
-        x_shape, idx, dtype = cache
+        x_shape, idx, dtype = self._saved()
         bwd = ops.max_pool2d_backward if self._dims == 2 else ops.max_pool1d_backward
         return bwd(grad_output, idx, x_shape, self.kernel_size, self.stride, self.padding, self.dilation,
                    grad_input=self._buffer("gx", x_shape, grad_output))
@@ -131,12 +123,6 @@ class _AvgPool(_Pool):
                              f"({kernel_size!r})")
         self.count_include_pad = bool(count_include_pad)
 
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
-
     def _compile_eval(self, b, src, following):
         x = b.value(src)
         _check_input(self, x, self._dims)
@@ -155,9 +141,7 @@ class _AvgPool(_Pool):
         return y
 
     def backward(self, grad_output):
-        x_shape = self.__dict__.get("_cache")
-        if x_shape is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        x_shape = self._saved()
         bwd = ops.avg_pool2d_backward if self._dims == 2 else ops.avg_pool1d_backward
         return bwd(grad_output, x_shape, self.kernel_size, self.stride, self.padding, self.count_include_pad,
                    grad_input=self._buffer("gx", x_shape, grad_output))
@@ -178,7 +162,7 @@ class AvgPool2d(_AvgPool):
     _dims = 2
 
 
-class AdaptiveAvgPool2d(Module):
+class AdaptiveAvgPool2d(inference.Compiled, Module):
     """Average pooling of (N, C, H, W) to output_size (int or pair; None keeps that size), bins as
     PyTorch's: [floor(i*H/OH), ceil((i+1)*H/OH))."""
 
@@ -187,7 +171,7 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
         sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * self._dims
-        valid = [v is None or (not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1) for v in sizes]
+        valid = [v is None or (_check.is_int(v) and v >= 1) for v in sizes]
         if len(sizes) != self._dims or not all(valid):
             raise ValueError(f"{type(self).__name__}: output_size must be an int >= 1, None or a sequence of "
                              f"{self._dims} of them, got {output_size!r}")
@@ -198,12 +182,6 @@ class AdaptiveAvgPool2d(Module):
             return self.output_size
         o = self.output_size[0] if isinstance(self.output_size, (tuple, list)) else self.output_size
         return (1, o)
-
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
 
     def _compile_eval(self, b, src, following):
         x = b.value(src)
@@ -226,9 +204,7 @@ class AdaptiveAvgPool2d(Module):
         return y if self._dims == 2 else y.reshape(y.shape[0], y.shape[1], y.shape[3])
 
     def backward(self, grad_output):
-        x_shape = self.__dict__.get("_cache")
-        if x_shape is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        x_shape = self._saved()
         if self._dims == 1:
             g4 = grad_output.reshape(grad_output.shape[0], grad_output.shape[1], 1, grad_output.shape[-1])
             x4 = (x_shape[0], x_shape[1], 1, x_shape[2])
@@ -247,7 +223,7 @@ class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
     _dims = 1
 
 
-class GlobalAvgPool2d(Module):
+class GlobalAvgPool2d(inference.Compiled, Module):
     """Mean over all spatial positions: (N, C, H, W) -> (N, C), ready for a Linear layer (the
     same as AdaptiveAvgPool2d(1) followed by Flatten)."""
 
@@ -255,12 +231,6 @@ class GlobalAvgPool2d(Module):
 
     def __init__(self):
         super().__init__()
-
-    @inference.compiles
-    def forward(self, x):
-        if not self.training and inference.eligible(x):
-            return inference.run(self, x)
-        return self._forward(x)
 
     def _compile_eval(self, b, src, following):
         x = b.value(src)
@@ -281,9 +251,7 @@ class GlobalAvgPool2d(Module):
         return y.reshape(N, Ch)
 
     def backward(self, grad_output):
-        x_shape = self.__dict__.get("_cache")
-        if x_shape is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        x_shape = self._saved()
         N, Ch = x_shape[:2]
         if tuple(grad_output.shape) != (N, Ch):
             raise ValueError(f"{self!r}: grad_output must have shape {(N, Ch)}, got {tuple(grad_output.shape)}")

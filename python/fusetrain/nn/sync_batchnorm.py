@@ -57,13 +57,13 @@ class SyncBatchNorm(_BatchNorm):
     collective. ``convert_sync_batchnorm(model)`` replaces a model's BatchNorm1d/2d layers.
     """
 
-    _ndims = (2, 3, 4, 5)
+    _bn_ndims = (2, 3, 4, 5)
     _shape_doc = "(N, C) or (N, C, *)"
 
-    def _fwd(self, x, relu=False, p=0.0):
+    def _forward(self, x, relu=False, p=0.0):
         world = _world() if self.training else None
         if world is None:
-            return super()._fwd(x, relu, p)
+            return super()._forward(x, relu, p)
         self._check_input(x)
         xp = backend.array_module(x)
         n, c = x.shape[0], x.shape[1]

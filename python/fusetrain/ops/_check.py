@@ -80,9 +80,21 @@ def same_device(**arrays) -> None:
         raise ValueError(f"all arrays must be on the same device; got {where}")
 
 
+def is_int(v) -> bool:
+    """An int or numpy integer, not a bool."""
+    if type(v) is int:  # the common case, first (a bool's type is bool)
+        return True
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_real(v) -> bool:
+    """An int, float or numpy number, not a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
 def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False, finite=True) -> float:
     """A real within [lo, hi] (or open ends), finite unless finite=False; bools are refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+    if not is_real(v):
         raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
     v = float(v)
     if math.isnan(v):
@@ -98,15 +110,41 @@ def number(v, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False, fini
     return v
 
 
+def integer(v, name: str, *, lo=None) -> int:
+    """An int (numpy integers too; bools refused) >= lo, as a Python int: TypeError for anything
+    else, ValueError for a value below lo."""
+    kind = {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+    if not is_int(v):
+        raise TypeError(f"{name} must be {kind}, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} must be {kind}, got {v!r}")
+    return int(v)
+
+
+def ints(v, n: int, name: str, lo: int) -> tuple:
+    """An int or a sequence of n ints, each >= lo, as a tuple of n Python ints (a window's kernel size,
+    stride, padding, dilation): TypeError for anything else, ValueError for a value below lo."""
+    if type(v) is int:  # the common cases first: they run on every layer call
+        if v >= lo:
+            return (v,) * n
+    elif type(v) is tuple and len(v) == n and all(type(a) is int and a >= lo for a in v):
+        return v
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(vals) != n or not all(is_int(a) for a in vals):
+        raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {v!r}")
+    if any(a < lo for a in vals):
+        raise ValueError(f"{name} must be >= {lo}, got {v!r}")
+    return tuple(int(a) for a in vals)
+
+
 def probability(p, name: str = "p") -> float:
     """Dropout probability: 0 <= p < 1."""
     return number(p, name, lo=0.0, hi=1.0, hi_open=True)
 
 
 def seed_offset(seed, offset) -> tuple[int, int]:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+    if not is_int(seed) or not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-    if (isinstance(offset, bool) or not isinstance(offset, (int, np.integer))
-            or not 0 <= int(offset) < 2**64 or int(offset) % 4):
+    if not is_int(offset) or not 0 <= int(offset) < 2**64 or int(offset) % 4:
         raise ValueError(f"offset must be a non-negative int and a multiple of 4, got {offset!r}")
     return int(seed), int(offset)

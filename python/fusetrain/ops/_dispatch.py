@@ -1,7 +1,13 @@
-"""Which kernel module serves a call: the NumPy twins, _core (host arrays) or _cuda (CuPy arrays)."""
+"""Which implementation serves a call: the NumPy twins (the "numpy" backend), or the compiled
+kernel of the arrays' device -- fusetrain._core for numpy arrays, fusetrain._cuda for CuPy arrays.
+The two modules have the same functions under the same names and signatures (csrc/bindings), so
+an op validates its arguments once and makes one call: ``kernel(name, x)(*args)``."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
+from . import _check as C
 
 
 def use_numpy() -> bool:
@@ -20,25 +26,29 @@ def on_cuda(x) -> bool:
     return True
 
 
-def cuda():
-    return backend._cuda
+def kernel(name: str, like):
+    """The compiled function `name` for arrays on like's device: _cuda's for a CuPy array (it reads
+    each array's pointer, size and CuPy's current stream from __cuda_array_interface__, so the
+    kernel is ordered with CuPy's own work), else _core's."""
+    if type(like) is np.ndarray:
+        return getattr(backend._core, name)
+    return getattr(backend._cuda if on_cuda(like) else backend._core, name)
 
 
 def core():
+    """The CPU module, for the ops that only it has (direct convolution, GEMM, epilogues, probes)."""
     return backend._core
-
-
-def ptr(x) -> int:
-    """Device pointer of a CuPy array (0 for None)."""
-    return 0 if x is None else int(x.data.ptr)
-
-
-def stream() -> int:
-    """The current CuPy stream handle (kernels run on it, ordered with CuPy's own work)."""
-    return int(backend.cupy_module().cuda.get_current_stream().ptr)
 
 
 def empty(like, shape=None, dtype=None):
     """An uninitialised array on like's device (numpy or cupy)."""
     xp = backend.array_module(like)
     return xp.empty(like.shape if shape is None else shape, dtype=like.dtype if dtype is None else dtype)
+
+
+def output(buf, name, shape, like, dtype=None):
+    """A caller's output (or scratch) array `buf`, which must have exactly this shape and be
+    writable in place, or a fresh one on like's device when `buf` is None."""
+    if buf is None:
+        return empty(like, shape, dtype)
+    return C.array(buf, name, inplace=True, shape=shape, dtype=dtype or np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+from ._dispatch import empty, kernel, use_numpy
 
 
 def _ncs(x):
@@ -57,22 +57,13 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, *, training, m
         out.reshape(N, Ch, S)[...] = y
         mean[...] = m
         invstd[...] = s
-    elif on_cuda(x):
-        if training:
-            cuda().batchnorm_forward_train(ptr(x), ptr(weight), ptr(bias), ptr(out), ptr(mean), ptr(invstd),
-                                           ptr(running_mean), ptr(running_var), N, Ch, S, eps, momentum,
-                                           bool(relu), dropout_p, seed, offset, stream())
-        else:
-            mean[...] = running_mean
-            cuda().batchnorm_forward_eval(ptr(x), ptr(weight), ptr(bias), ptr(running_mean), ptr(running_var),
-                                          ptr(out), ptr(invstd), N, Ch, S, eps, bool(relu), stream())
     elif training:
-        core().batchnorm_forward_train(x, weight, bias, out, mean, invstd, running_mean, running_var,
-                                       N, Ch, S, eps, momentum, bool(relu), dropout_p, seed, offset)
+        kernel("batchnorm_forward_train", x)(x, weight, bias, out, mean, invstd, running_mean, running_var, N, Ch, S,
+                                             eps, momentum, bool(relu), dropout_p, seed, offset)
     else:
         mean[...] = running_mean
-        core().batchnorm_forward_eval(x, weight, bias, running_mean, running_var, out, invstd,
-                                      N, Ch, S, eps, bool(relu))
+        kernel("batchnorm_forward_eval", x)(x, weight, bias, running_mean, running_var, out, invstd, N, Ch, S, eps,
+                                            bool(relu))
     return out, mean, invstd
 
 
@@ -111,11 +102,7 @@ def batchnorm_backward(grad_out, x, out, weight, mean, invstd, *, training, relu
             grad_weight += dw.astype(grad_weight.dtype)
         if grad_bias is not None:
             grad_bias += db.astype(grad_bias.dtype)
-    elif on_cuda(x):
-        cuda().batchnorm_backward(ptr(grad_out), ptr(x), ptr(out), ptr(weight), ptr(mean), ptr(invstd),
-                                  ptr(grad_input), ptr(grad_weight), ptr(grad_bias), N, Ch, S, bool(relu),
-                                  scale, bool(training), stream())
     else:
-        core().batchnorm_backward(grad_out, x, out, weight, mean, invstd, grad_input, grad_weight,
-                                  grad_bias, N, Ch, S, bool(relu), scale, bool(training))
+        kernel("batchnorm_backward", x)(grad_out, x, out, weight, mean, invstd, grad_input, grad_weight, grad_bias,
+                                        N, Ch, S, bool(relu), scale, bool(training))
     return grad_input

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+from ._dispatch import empty, kernel, use_numpy
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 
@@ -36,15 +36,16 @@ def _bits(mask_bits, n, inplace):
     return mask_bits
 
 
-def dropout_mask(n, p, seed, offset):
-    """The boolean keep-mask (n,) that dropout draws for (seed, offset); for tests and inspection."""
+def dropout_mask(n, p, seed, offset, *, like=None):
+    """The boolean keep-mask (n,) that dropout draws for (seed, offset), on like's device (a numpy
+    array by default); the same bits on either device. For tests and inspection."""
     p = C.probability(p)
     seed, offset = C.seed_offset(seed, offset)
-    n = int(n)
+    n = C.integer(n, "n", lo=0)
     if use_numpy():
         return ref.dropout_keep(n, p, seed, offset)
-    keep = np.empty(n, dtype=np.uint8)
-    core().dropout_mask(keep, p, seed, offset)
+    keep = empty(np.empty(0) if like is None else like, (n,), np.uint8)
+    kernel("dropout_mask", keep)(keep, p, seed, offset)
     return keep.view(bool)
 
 
@@ -63,6 +64,8 @@ def bias_act_dropout_forward(x, bias=None, *, act="relu", negative_slope=0.01, p
         bias = C.array(bias, "bias", shape=(F,))
     out = empty(x) if out is None else C.array(out, "out", inplace=True, shape=x.shape)
     bits = _bits(mask_bits, x.size, inplace=True)
+    if bits is not None and C.is_cuda_array(x):
+        raise ValueError("mask_bits is supported on the CPU only")
     C.same_device(x=x, bias=bias, out=out)
     N = x.size // F if F else 0
     if use_numpy():
@@ -70,12 +73,8 @@ def bias_act_dropout_forward(x, bias=None, *, act="relu", negative_slope=0.01, p
         if bits is not None:
             keep = ref.dropout_keep(x.size, p, seed, offset) if p > 0 else np.ones(x.size, bool)
             bits[...] = np.packbits(keep, bitorder="little")
-    elif on_cuda(x):
-        if bits is not None:
-            raise ValueError("mask_bits is supported on the CPU only")
-        cuda().bias_act_dropout_forward(ptr(x), ptr(bias), ptr(out), N, F, code, slope, p, seed, offset, stream())
     else:
-        core().bias_act_dropout_forward(x, bias, out, N, F, code, slope, p, seed, offset, bits)
+        kernel("bias_act_dropout_forward", x)(x, bias, out, N, F, code, slope, p, seed, offset, bits)
     return out
 
 
@@ -101,6 +100,8 @@ def bias_act_dropout_backward(grad_out, out, *, act="relu", negative_slope=0.01,
         grad_bias = C.array(grad_bias, "grad_bias", shape=(F,), inplace=True)
     grad_input = empty(out) if grad_input is None else C.array(grad_input, "grad_input", inplace=True, shape=out.shape)
     bits = _bits(mask_bits, out.size, inplace=False)
+    if bits is not None and C.is_cuda_array(out):
+        raise ValueError("mask_bits is supported on the CPU only")
     C.same_device(out=out, grad_out=grad_out, grad_bias=grad_bias, grad_input=grad_input)
     N = out.size // F if F else 0
     if use_numpy():
@@ -108,14 +109,9 @@ def bias_act_dropout_backward(grad_out, out, *, act="relu", negative_slope=0.01,
         grad_input[...] = dx
         if grad_bias is not None:
             grad_bias += db.astype(grad_bias.dtype)
-    elif on_cuda(out):
-        if bits is not None:
-            raise ValueError("mask_bits is supported on the CPU only")
-        cuda().bias_act_dropout_backward(ptr(grad_out), ptr(out), ptr(grad_input), ptr(grad_bias), N, F, code,
-                                         slope, p, seed, offset, stream())
     else:
-        core().bias_act_dropout_backward(grad_out, out, grad_input, grad_bias, N, F, code, slope, p, seed,
-                                         offset, bits)
+        kernel("bias_act_dropout_backward", out)(grad_out, out, grad_input, grad_bias, N, F, code, slope, p, seed,
+                                                 offset, bits)
     return grad_input
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+from ._dispatch import empty, kernel, use_numpy
 
 
 def _rows(x, normalized_ndim):
@@ -34,10 +34,8 @@ def layernorm_forward(x, weight, bias, *, normalized_ndim=1, eps=1e-5, out=None)
         out.reshape(N, D)[...] = y
         mean[...] = m
         rstd[...] = r
-    elif on_cuda(x):
-        cuda().layernorm_forward(ptr(x), ptr(weight), ptr(bias), ptr(out), ptr(mean), ptr(rstd), N, D, eps, stream())
     else:
-        core().layernorm_forward(x, weight, bias, out, mean, rstd, N, D, eps)
+        kernel("layernorm_forward", x)(x, weight, bias, out, mean, rstd, N, D, eps)
     return out, mean, rstd
 
 
@@ -64,9 +62,6 @@ def layernorm_backward(grad_out, x, weight, mean, rstd, *, normalized_ndim=1, gr
             grad_weight += dw.reshape(norm_shape).astype(grad_weight.dtype)
         if grad_bias is not None:
             grad_bias += db.reshape(norm_shape).astype(grad_bias.dtype)
-    elif on_cuda(x):
-        cuda().layernorm_backward(ptr(grad_out), ptr(x), ptr(weight), ptr(mean), ptr(rstd), ptr(grad_input),
-                                  ptr(grad_weight), ptr(grad_bias), N, D, stream())
     else:
-        core().layernorm_backward(grad_out, x, weight, mean, rstd, grad_input, grad_weight, grad_bias, N, D)
+        kernel("layernorm_backward", x)(grad_out, x, weight, mean, rstd, grad_input, grad_weight, grad_bias, N, D)
     return grad_input

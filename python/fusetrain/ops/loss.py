@@ -1,11 +1,12 @@
-"""Softmax cross-entropy with integer labels, loss and gradient in one pass."""
+"""Losses whose gradient comes out of the same pass as the loss: softmax cross-entropy with integer
+labels, and the squared error."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, empty, on_cuda, ptr, stream, use_numpy
+from ._dispatch import empty, kernel, use_numpy
 
 REDUCTIONS = ("mean", "sum")
 
@@ -45,8 +46,38 @@ def softmax_cross_entropy(logits, labels, *, reduction="mean", compute_grad=True
         total, g = ref.softmax_cross_entropy(logits, labels, reduction="sum")
         if grad_input is not None:
             grad_input[...] = g * logits.dtype.type(scale)
-    elif on_cuda(logits):
-        total = cuda().softmax_xent(ptr(logits), ptr(labels), ptr(grad_input), N, K, scale, stream())
     else:
-        total = core().softmax_xent(logits, labels, grad_input, N, K, scale)
+        total = kernel("softmax_cross_entropy", logits)(logits, labels, grad_input, N, K, scale)
     return float(total) * scale, grad_input
+
+
+def mse_loss(pred, target, *, reduction="mean", compute_grad=True, grad_input=None):
+    """Returns (loss, dpred): loss as a Python float, dpred (pred's shape) or None.
+
+    pred and target: floating-point arrays of one shape and dtype. Same definition as
+    torch.nn.functional.mse_loss(pred, target, reduction=reduction). float32 arrays run the fused
+    kernel; other floating dtypes (float64 for gradient checks) the NumPy twin.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if not hasattr(pred, "dtype") or pred.dtype.kind != "f":
+        raise TypeError(f"pred must be a floating-point array, got {C._describe(pred)}")
+    pred = C.array(pred, "pred", dtype=pred.dtype)
+    target = C.array(target, "target", dtype=pred.dtype, shape=pred.shape)
+    if compute_grad:
+        grad_input = empty(pred) if grad_input is None else C.array(
+            grad_input, "grad_input", dtype=pred.dtype, inplace=True, shape=pred.shape)
+    else:
+        grad_input = None
+    C.same_device(pred=pred, target=target, grad_input=grad_input)
+    n = pred.size
+    if n == 0:
+        return (float("nan") if reduction == "mean" else 0.0), grad_input
+    scale = 2.0 / n if reduction == "mean" else 2.0
+    if use_numpy() or pred.dtype != np.float32:
+        total, g = ref.mse_loss(pred, target, scale)
+        if grad_input is not None:
+            grad_input[...] = g
+    else:
+        total = kernel("mse_loss", pred)(pred, target, grad_input, scale)
+    return (total / n if reduction == "mean" else float(total)), grad_input

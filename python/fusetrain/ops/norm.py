@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import core, cuda, on_cuda, ptr, stream, use_numpy
+from ._dispatch import kernel, use_numpy
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s guard against division by zero
 
@@ -35,12 +37,7 @@ def global_norm(arrays, norm_type=2.0) -> float:
     arrays = _arrays(arrays, "arrays")
     if use_numpy():
         return ref.global_norm(arrays, norm_type)
-    sums = []
-    for a in arrays:
-        if on_cuda(a):
-            sums.append(cuda().pow_sum(ptr(a), a.size, norm_type, stream()))
-        else:
-            sums.append(core().pow_sum(a, norm_type))
+    sums = [kernel("pow_sum", a)(a, norm_type) for a in arrays]
     if math.isinf(norm_type):
         return float(max(sums, default=0.0))
     total = math.fsum(sums)
@@ -58,10 +55,8 @@ def scale_(arrays, factor) -> None:
     for a in _arrays(arrays, "arrays", inplace=True):
         if use_numpy():
             a *= a.dtype.type(factor)
-        elif on_cuda(a):
-            cuda().scale_inplace(ptr(a), a.size, factor, stream())
         else:
-            core().scale_inplace(a, factor)
+            kernel("scale_inplace", a)(a, factor)
 
 
 def clamp_(arrays, clip_value) -> None:
@@ -69,13 +64,9 @@ def clamp_(arrays, clip_value) -> None:
     clip_value = C.number(clip_value, "clip_value", lo=0.0)
     for a in _arrays(arrays, "arrays", inplace=True):
         if use_numpy():
-            import numpy as np
-
             np.clip(a, -clip_value, clip_value, out=a)
-        elif on_cuda(a):
-            cuda().clamp_inplace(ptr(a), a.size, -clip_value, clip_value, stream())
         else:
-            core().clamp_inplace(a, -clip_value, clip_value)
+            kernel("clamp_inplace", a)(a, -clip_value, clip_value)
 
 
 def count_nonfinite(arrays) -> int:
@@ -83,11 +74,7 @@ def count_nonfinite(arrays) -> int:
     total = 0
     for a in _arrays(arrays, "arrays"):
         if use_numpy():
-            import numpy as np
-
             total += int(a.size - np.count_nonzero(np.isfinite(a)))
-        elif on_cuda(a):
-            total += int(cuda().count_nonfinite(ptr(a), a.size, stream()))
         else:
-            total += int(core().count_nonfinite(a))
+            total += int(kernel("count_nonfinite", a)(a))
     return total

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import _check as C
 from ._dispatch import core
-from .conv import _conv_geometry, _ints, _pool_args
+from .conv import conv_geometry
 from .dropout import ACTIVATIONS
+from .pooling import pool_args
 
 
 def _act(act, slope):
@@ -54,9 +55,9 @@ def prepare_conv2d(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=
                    act="identity", negative_slope=0.01, out):
     """y = act(bn(conv2d(x, weight) + bias)) for x of x_shape (N, C, H, W) into out."""
     weight = C.array(weight, "weight", ndim=4, inplace=True)
-    stride, padding, dilation = _ints(stride, 2, "stride", 1), _ints(padding, 2, "padding", 0), \
-        _ints(dilation, 2, "dilation", 1)
-    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = _conv_geometry(tuple(x_shape), weight.shape, stride, padding, dilation,
+    stride, padding, dilation = C.ints(stride, 2, "stride", 1), C.ints(padding, 2, "padding", 0), \
+        C.ints(dilation, 2, "dilation", 1)
+    N, Cin, H, W, OC, Cg, KH, KW, OH, OW = conv_geometry(tuple(x_shape), weight.shape, stride, padding, dilation,
                                                           groups)
     bias = C.optional(bias, "bias", shape=(OC,), inplace=True)
     out = _out(out, (N, OC, OH, OW))
@@ -145,13 +146,13 @@ def prepare_add(shape, *, act="identity", negative_slope=0.01, out):
 
 def prepare_max_pool2d(x_shape, kernel_size, stride=None, padding=0, dilation=1, *, out, dims=2):
     """Max pooling of x of x_shape ((N, C, L) for dims=1, (N, C, H, W) for 2) into out."""
-    k, s, p, d, (H, W), (OH, OW) = _pool_args(x_shape, dims, kernel_size, stride, padding, dilation,
+    k, s, p, d, (H, W), (OH, OW) = pool_args(x_shape, dims, kernel_size, stride, padding, dilation,
                                               f"max_pool{dims}d", True)
     oshape = tuple(x_shape[:2]) + ((OW,) if dims == 1 else (OH, OW))
     out = _out(out, oshape)
     idx = np.empty(oshape, np.int32)  # the kernel writes the argmax too; inference ignores it
     P = x_shape[0] * x_shape[1]
-    kernel = core().maxpool2d_forward
+    kernel = core().max_pool2d_forward
 
     def run(x):
         kernel(_host(x), out, idx, P, H, W, *k, *s, *p, *d)
@@ -160,11 +161,11 @@ def prepare_max_pool2d(x_shape, kernel_size, stride=None, padding=0, dilation=1,
 
 
 def prepare_avg_pool2d(x_shape, kernel_size, stride=None, padding=0, count_include_pad=True, *, out, dims=2):
-    k, s, p, _, (H, W), (OH, OW) = _pool_args(x_shape, dims, kernel_size, stride, padding, 1, f"avg_pool{dims}d",
+    k, s, p, _, (H, W), (OH, OW) = pool_args(x_shape, dims, kernel_size, stride, padding, 1, f"avg_pool{dims}d",
                                               False)
     out = _out(out, tuple(x_shape[:2]) + ((OW,) if dims == 1 else (OH, OW)))
     P = x_shape[0] * x_shape[1]
-    kernel, cip = core().avgpool2d_forward, bool(count_include_pad)
+    kernel, cip = core().avg_pool2d_forward, bool(count_include_pad)
 
     def run(x):
         kernel(_host(x), out, P, H, W, *k, *s, *p, cip)
@@ -177,7 +178,7 @@ def prepare_adaptive_avg_pool2d(x_shape, output_size, *, out):
     N, Ch, H, W = x_shape
     OH, OW = output_size
     out = _out(out, (N, Ch, OH, OW))
-    kernel = core().adaptive_avgpool2d_forward
+    kernel = core().adaptive_avg_pool2d_forward
 
     def run(x):
         kernel(_host(x), out, N * Ch, H, W, OH, OW)

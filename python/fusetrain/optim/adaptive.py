@@ -1,8 +1,9 @@
 """Adaptive optimizers: Adagrad, RMSprop, Adam and AdamW (PyTorch's update rules, fused kernels)."""
 from __future__ import annotations
 
-from .. import ops
-from .optimizer import Optimizer, check_number
+from ..ops import optim as kernels
+from ..ops.optim import hyper
+from .optimizer import Optimizer
 
 
 class Adagrad(Optimizer):
@@ -15,20 +16,14 @@ class Adagrad(Optimizer):
                          max_grad_norm)
 
     def _validate(self, g):
-        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
-        g["lr_decay"] = check_number(g["lr_decay"], "lr_decay", lo=0.0)
-        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
-        g["initial_accumulator_value"] = check_number(g["initial_accumulator_value"],
-                                                      "initial_accumulator_value", lo=0.0)
-        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
+        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            g[name] = hyper(g[name], name)
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "sum" not in state:
-            state["step"] = 0
-            state["sum"] = self._zeros(data, g["initial_accumulator_value"])
+        self._init_state(state, data, "sum", fill=g["initial_accumulator_value"])
         state["step"] += 1
-        ops.adagrad_step(data, grad, state["sum"], lr=g["lr"], step=state["step"], lr_decay=g["lr_decay"],
-                         weight_decay=g["weight_decay"], eps=g["eps"], grad_scale=grad_scale)
+        kernels.adagrad_update(data, grad, state["sum"], lr=g["lr"], step=state["step"], lr_decay=g["lr_decay"],
+                               weight_decay=g["weight_decay"], eps=g["eps"], grad_scale=grad_scale)
 
 
 class RMSprop(Optimizer):
@@ -40,25 +35,18 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered), max_grad_norm)
 
     def _validate(self, g):
-        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
-        g["alpha"] = check_number(g["alpha"], "alpha", lo=0.0, hi=1.0)
-        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
-        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
-        g["momentum"] = check_number(g["momentum"], "momentum", lo=0.0)
+        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
+            g[name] = hyper(g[name], name)
         g["centered"] = bool(g["centered"])
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "square_avg" not in state:
-            state["step"] = 0
-            state["square_avg"] = self._zeros(data)
-        if g["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = self._zeros(data)
-        if g["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = self._zeros(data)
+        optional = (("grad_avg",) if g["centered"] else ()) + (("momentum_buffer",) if g["momentum"] > 0 else ())
+        self._init_state(state, data, "square_avg", *optional)
         state["step"] += 1
-        ops.rmsprop_step(data, grad, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"),
-                         lr=g["lr"], alpha=g["alpha"], eps=g["eps"], weight_decay=g["weight_decay"],
-                         momentum=g["momentum"], centered=g["centered"], grad_scale=grad_scale)
+        kernels.rmsprop_update(data, grad, state["square_avg"], state["grad_avg"] if g["centered"] else None,
+                               state["momentum_buffer"] if g["momentum"] > 0 else None, lr=g["lr"], alpha=g["alpha"],
+                               eps=g["eps"], weight_decay=g["weight_decay"], momentum=g["momentum"],
+                               grad_scale=grad_scale)
 
 
 class Adam(Optimizer):
@@ -72,29 +60,22 @@ class Adam(Optimizer):
                          max_grad_norm)
 
     def _validate(self, g):
-        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
         betas = g["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        g["betas"] = (check_number(betas[0], "betas[0]", lo=0.0, hi=1.0, hi_open=True),
-                      check_number(betas[1], "betas[1]", lo=0.0, hi=1.0, hi_open=True))
-        g["eps"] = check_number(g["eps"], "eps", lo=0.0)
-        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
+        g["betas"] = (hyper(betas[0], "beta", "betas[0]"), hyper(betas[1], "beta", "betas[1]"))
+        for name in ("lr", "eps", "weight_decay"):
+            g[name] = hyper(g[name], name)
         g["amsgrad"] = bool(g["amsgrad"])
 
     def _update(self, g, data, grad, state, grad_scale):
-        if "exp_avg" not in state:
-            state["step"] = 0
-            state["exp_avg"] = self._zeros(data)
-            state["exp_avg_sq"] = self._zeros(data)
-        if g["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = self._zeros(data)
+        self._init_state(state, data, "exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if g["amsgrad"] else ()))
         state["step"] += 1
         b1, b2 = g["betas"]
-        ops.adam_step(data, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                      lr=g["lr"], beta1=b1, beta2=b2, eps=g["eps"], weight_decay=g["weight_decay"],
-                      decoupled=self._decoupled, amsgrad=g["amsgrad"], step=state["step"],
-                      grad_scale=grad_scale)
+        kernels.adam_update(data, grad, state["exp_avg"], state["exp_avg_sq"],
+                            state["max_exp_avg_sq"] if g["amsgrad"] else None, lr=g["lr"], beta1=b1, beta2=b2,
+                            eps=g["eps"], weight_decay=g["weight_decay"], decoupled=self._decoupled,
+                            step=state["step"], grad_scale=grad_scale)
 
 
 class AdamW(Adam):

@@ -9,7 +9,8 @@ from collections import Counter
 
 import numpy as np
 
-from .optimizer import Optimizer, check_number
+from ..ops import _check
+from .optimizer import Optimizer
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "MultiStepLR", "ReduceLROnPlateau",
            "SequentialLR", "StepLR"]
@@ -24,15 +25,6 @@ def _check_optimizer(optimizer):
 _NON_NEGATIVE = {"_step_count", "patience", "cooldown", "cooldown_counter", "num_bad_epochs", "warmup_epochs",
                  "base_lrs", "_last_lr", "min_lrs", "gamma", "eta_min", "step_size", "T_max", "total_iters"}
 _CHOICES = {"mode": ("min", "max"), "threshold_mode": ("rel", "abs")}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
-        and not math.isnan(v)
 
 
 def _check_like(saved, current, where):
@@ -52,14 +44,14 @@ def _check_like(saved, current, where):
         for x, c in zip(items if items is not None else [v], cur if items is not None else [cur]):
             if isinstance(c, bool):
                 ok = isinstance(x, (bool, np.bool_))
-            elif _is_int(c):
-                ok = _is_int(x)
+            elif _check.is_int(c):
+                ok = _check.is_int(x)
             elif isinstance(c, (float, np.floating)):
-                ok = _is_real(x)
+                ok = _check.is_real(x)
             elif isinstance(c, str):
                 ok = isinstance(x, str) and x in _CHOICES.get(k, (x,))
             elif isinstance(c, dict):
-                ok = isinstance(x, dict) and all(_is_int(a) and _is_int(b) for a, b in x.items())
+                ok = isinstance(x, dict) and all(_check.is_int(a) and _check.is_int(b) for a, b in x.items())
             else:
                 ok = True
             if not ok:
@@ -139,7 +131,7 @@ class ExponentialLR(LRScheduler):
     """lr *= gamma every step (the lesson's decay: gamma=0.98 per epoch)."""
 
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
-        self.gamma = check_number(gamma, "gamma", lo=0.0, lo_open=True)
+        self.gamma = _check.number(gamma, "gamma", lo=0.0, lo_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -155,10 +147,8 @@ class StepLR(LRScheduler):
     """lr *= gamma every ``step_size`` steps."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        self.step_size = step_size
-        self.gamma = check_number(gamma, "gamma", lo=0.0)
+        self.step_size = _check.integer(step_size, "step_size", lo=1)
+        self.gamma = _check.number(gamma, "gamma", lo=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -175,7 +165,7 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
         self.milestones = dict(Counter(int(m) for m in milestones))
-        self.gamma = check_number(gamma, "gamma", lo=0.0)
+        self.gamma = _check.number(gamma, "gamma", lo=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -197,10 +187,8 @@ class CosineAnnealingLR(LRScheduler):
     recursive form, which keeps going past T_max as a cosine wave)."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"T_max must be a positive int, got {T_max!r}")
-        self.T_max = T_max
-        self.eta_min = check_number(eta_min, "eta_min", lo=0.0)
+        self.T_max = _check.integer(T_max, "T_max", lo=1)
+        self.eta_min = _check.number(eta_min, "eta_min", lo=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -226,11 +214,9 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1):
-        self.start_factor = check_number(start_factor, "start_factor", lo=0.0, lo_open=True, hi=1.0)
-        self.end_factor = check_number(end_factor, "end_factor", lo=0.0, hi=1.0)
-        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters < 1:
-            raise ValueError(f"total_iters must be a positive int, got {total_iters!r}")
-        self.total_iters = total_iters
+        self.start_factor = _check.number(start_factor, "start_factor", lo=0.0, lo_open=True, hi=1.0)
+        self.end_factor = _check.number(end_factor, "end_factor", lo=0.0, hi=1.0)
+        self.total_iters = _check.integer(total_iters, "total_iters", lo=1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -328,14 +314,13 @@ class ReduceLROnPlateau(LRScheduler):
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0.0,
                  eps: float = 1e-8, warmup_epochs: int = 0, warmup_start_factor: float = 0.1):
         _check_optimizer(optimizer)
-        self.factor = check_number(factor, "factor", lo=0.0, hi=1.0, hi_open=True)
+        self.factor = _check.number(factor, "factor", lo=0.0, hi=1.0, hi_open=True)
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         for name, v in (("patience", patience), ("cooldown", cooldown), ("warmup_epochs", warmup_epochs)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+            _check.integer(v, name, lo=0)
         self.optimizer = optimizer
         n = len(optimizer.param_groups)
         if isinstance(min_lr, (list, tuple)):
@@ -347,7 +332,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.mode, self.threshold, self.threshold_mode = mode, float(threshold), threshold_mode
         self.patience, self.cooldown, self.eps = patience, cooldown, float(eps)
         self.warmup_epochs = warmup_epochs
-        self.warmup_start_factor = check_number(warmup_start_factor, "warmup_start_factor", lo=0.0, lo_open=True,
+        self.warmup_start_factor = _check.number(warmup_start_factor, "warmup_start_factor", lo=0.0, lo_open=True,
                                                 hi=1.0)
         self.last_epoch = 0
         self._step_count = 0

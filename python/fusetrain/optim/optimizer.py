@@ -12,11 +12,6 @@ from ..nn.parameter import Parameter
 from ..ops import _check
 
 
-def check_number(v, name, *, lo=None, hi=None, lo_open=False, hi_open=False):
-    """Validate a hyper-parameter (clear ValueError/TypeError naming it)."""
-    return _check.number(v, name, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
-
-
 class _Segment:
     __slots__ = ("data", "grad", "signature")
 
@@ -44,7 +39,7 @@ class Optimizer:
             raise TypeError("params must be an iterable of Parameters or of dicts (param groups), got a single "
                             f"{type(params).__name__}; wrap it in a list")
         self.defaults = dict(defaults)
-        self.max_grad_norm = None if max_grad_norm is None else check_number(max_grad_norm, "max_grad_norm",
+        self.max_grad_norm = None if max_grad_norm is None else _check.number(max_grad_norm, "max_grad_norm",
                                                                            lo=0.0, lo_open=True)
         self.last_grad_norm = None
         self.param_groups: list[dict] = []
@@ -163,6 +158,14 @@ class Optimizer:
     def _update(self, group, data, grad, state, grad_scale):
         raise NotImplementedError
 
+    def _init_state(self, state, data, *names, fill=0.0):
+        """A group's step count and its state buffers `names` (data's size, filled with `fill`),
+        those it lacks created: all at its first step, one a mode needs when it is switched on."""
+        state.setdefault("step", 0)
+        for name in names:
+            if name not in state:
+                state[name] = self._zeros(data, fill)
+
     @staticmethod
     def _zeros(like, fill=0.0):
         a = backend.array_module(like).empty_like(like)
@@ -221,7 +224,7 @@ class Optimizer:
             try:
                 self._validate(candidate)
                 if "initial_lr" in candidate:
-                    candidate["initial_lr"] = check_number(candidate["initial_lr"], "initial_lr", lo=0.0)
+                    candidate["initial_lr"] = _check.number(candidate["initial_lr"], "initial_lr", lo=0.0)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"param_groups[{i}]: {exc}") from None
             hyper.append({k: candidate[k] for k in saved if k != "params"})
@@ -249,9 +252,7 @@ class Optimizer:
                 # the bias corrections of Adam depend on it)
                 if k != "step":
                     raise ValueError(f"{where} must be an array of the group's {seg.data.size} values, got {v!r}")
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    raise ValueError(f"{where} must be a non-negative int, got {v!r}")
-                st[k] = v
+                st[k] = _check.integer(v, where, lo=0)
             states.append(st)
         return hyper, states
 

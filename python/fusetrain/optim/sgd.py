@@ -1,8 +1,9 @@
 """SGD (momentum, dampening, Nesterov, weight decay) and NormalizedSGD (gradient direction only)."""
 from __future__ import annotations
 
-from .. import ops
-from .optimizer import Optimizer, check_number
+from ..ops import optim as kernels
+from ..ops.optim import check_nesterov, hyper
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -15,14 +16,9 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov), max_grad_norm)
 
     def _validate(self, g):
-        g["lr"] = check_number(g["lr"], "lr", lo=0.0)
-        g["momentum"] = check_number(g["momentum"], "momentum", lo=0.0)
-        g["dampening"] = check_number(g["dampening"], "dampening")
-        g["weight_decay"] = check_number(g["weight_decay"], "weight_decay", lo=0.0)
-        g["nesterov"] = bool(g["nesterov"])
-        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
-            raise ValueError("nesterov=True requires momentum > 0 and dampening == 0, got "
-                             f"momentum={g['momentum']}, dampening={g['dampening']}")
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            g[name] = hyper(g[name], name)
+        g["nesterov"] = check_nesterov(g["nesterov"], g["momentum"], g["dampening"])
 
     def _update(self, g, data, grad, state, grad_scale):
         buf = None
@@ -32,9 +28,9 @@ class SGD(Optimizer):
             if buf is None:
                 buf = state["momentum_buffer"] = self._zeros(data)
                 first = True
-        ops.sgd_step(data, grad, buf, lr=g["lr"], momentum=g["momentum"], dampening=g["dampening"],
-                     weight_decay=g["weight_decay"], nesterov=g["nesterov"], first_step=first,
-                     grad_scale=grad_scale)
+        kernels.sgd_update(data, grad, buf, lr=g["lr"], momentum=g["momentum"], dampening=g["dampening"],
+                           weight_decay=g["weight_decay"], nesterov=g["nesterov"], first_step=first,
+                           grad_scale=grad_scale)
 
 
 class NormalizedSGD(SGD):
@@ -44,7 +40,7 @@ class NormalizedSGD(SGD):
 
     def __init__(self, params, lr=1e-2, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  eps=1e-8, *, max_grad_norm=None):
-        self.eps = check_number(eps, "eps", lo=0.0)
+        self.eps = hyper(eps, "eps")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, max_grad_norm=max_grad_norm)
 

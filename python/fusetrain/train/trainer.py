@@ -190,10 +190,8 @@ class Trainer:
     def _fit_inputs(self, x, y, epochs, batch_size, validation_data):
         x = self._inputs(x)
         y = self._targets(y, len(x))
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check.integer(epochs, "epochs", lo=0)
+        _check.integer(batch_size, "batch_size", lo=1)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

@@ -203,7 +203,7 @@ def test_max_pool_backward_refuses_indices_outside_the_plane(bad):
         np.testing.assert_array_equal(gx, 7.0)  # nothing written
     gx = np.full(x.size, 7.0, np.float32)
     with pytest.raises(ValueError, match="indices"):
-        _core.maxpool2d_backward(g, idx, gx, 6, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1)
+        _core.max_pool2d_backward(g, idx, gx, 6, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1)
     np.testing.assert_array_equal(gx, 7.0)
 
 
@@ -312,10 +312,10 @@ def test_pools_refuse_empty_planes_where_torch_does(make, fname, kw, shape):
 
 def test_pool_kernels_refuse_empty_planes():
     with pytest.raises(ValueError, match="at least 1x1 pixels"):
-        _core.maxpool2d_forward(np.zeros(0, np.float32), np.zeros(6, np.float32), np.zeros(6, np.int32), 6, 0, 0,
+        _core.max_pool2d_forward(np.zeros(0, np.float32), np.zeros(6, np.float32), np.zeros(6, np.int32), 6, 0, 0,
                                 2, 2, 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="at least 1x1 pixels"):
-        _core.adaptive_avgpool2d_forward(np.zeros(0, np.float32), np.zeros(4, np.float32), 1, 0, 3, 2, 2)
+        _core.adaptive_avg_pool2d_forward(np.zeros(0, np.float32), np.zeros(4, np.float32), 1, 0, 3, 2, 2)
 
 
 BAD_GEOMETRY = {
@@ -330,8 +330,8 @@ BAD_GEOMETRY = {
     "avgpool-padding-too-large": (lambda: nn.AvgPool2d(2, padding=2), "at most half of the kernel size"),
     "adaptive-0": (lambda: nn.AdaptiveAvgPool2d(0), "AdaptiveAvgPool2d: output_size must be an int >= 1"),
     "adaptive1d-pair": (lambda: nn.AdaptiveAvgPool1d((2, 3)), "AdaptiveAvgPool1d: output_size"),
-    "conv-stride-0": (lambda: nn.Conv2d(1, 1, 3, stride=0), "stride must be an int >= 1"),
-    "conv1d-kernel-0": (lambda: nn.Conv1d(1, 1, 0), "kernel_size must be an int >= 1"),
+    "conv-stride-0": (lambda: nn.Conv2d(1, 1, 3, stride=0), "stride must be >= 1"),
+    "conv1d-kernel-0": (lambda: nn.Conv1d(1, 1, 0), "kernel_size must be >= 1"),
 }
 
 
