@@ -62,7 +62,7 @@ class Linear(inference.Compiled, Module):
         if not inference.float32(self.weight.data, bias):
             return None
         lead = x.shape[:-1]
-        M = int(np.prod(lead))
+        M = math.prod(lead)
         bn, (act, slope), n = inference.absorb_epilogue(following if x.ndim == 2 else (), self.out_features, 2)
         x2 = inference.view(b, src, (M, self.in_features))
         y = inference.kernel_step(b, x2, (M, self.out_features), lambda out: prepared.prepare_linear(
@@ -76,7 +76,7 @@ class Linear(inference.Compiled, Module):
         w = self.weight.data
         self._check_input(x)
         lead = x.shape[:-1]
-        x2 = x.reshape(int(np.prod(lead)), self.in_features)  # -1 cannot be inferred when in_features is 0
+        x2 = x.reshape(math.prod(lead), self.in_features)  # -1 cannot be inferred when in_features is 0
         y = self._buffer("y", (x2.shape[0], self.out_features), w)
         ops.matmul(x2, w.T, y)
         seed = offset = 0
@@ -158,7 +158,7 @@ class Flatten(Module):
         e = self.end_dim + nd if self.end_dim < 0 else self.end_dim
         if not (0 <= s < max(nd, 1)) or not (0 <= e < max(nd, 1)) or s > e:
             raise ValueError(f"{self!r}: dims {self.start_dim}..{self.end_dim} invalid for input of shape {tuple(x.shape)}")
-        return x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+        return x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
 
     def _forward(self, x):
         shape = self._out_shape(x)

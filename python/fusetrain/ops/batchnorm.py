@@ -2,7 +2,7 @@
 with a following ReLU (and a dropout after the ReLU, whose mask then needs no storage: y > 0)."""
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from . import _check as C
 from . import numpy_ref as ref
@@ -11,7 +11,7 @@ from ._dispatch import empty, kernel, use_numpy
 
 def _ncs(x):
     N, Ch = x.shape[0], x.shape[1]
-    S = int(np.prod(x.shape[2:])) if x.ndim > 2 else 1
+    S = math.prod(x.shape[2:]) if x.ndim > 2 else 1
     return N, Ch, S
 
 

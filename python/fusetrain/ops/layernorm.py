@@ -1,7 +1,7 @@
 """Layer normalization over the trailing ``normalized_ndim`` axes."""
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from . import _check as C
 from . import numpy_ref as ref
@@ -11,7 +11,7 @@ from ._dispatch import empty, kernel, use_numpy
 def _rows(x, normalized_ndim):
     if normalized_ndim < 1 or normalized_ndim > x.ndim:
         raise ValueError(f"normalized_ndim must be in [1, {x.ndim}] for an input of shape {tuple(x.shape)}, got {normalized_ndim}")
-    D = int(np.prod(x.shape[x.ndim - normalized_ndim:]))
+    D = math.prod(x.shape[x.ndim - normalized_ndim:])
     return x.size // D if D else 0, D
 
 
