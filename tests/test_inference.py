@@ -190,3 +190,42 @@ def test_training_steps_do_not_invalidate_compiled_plans():
         model.backward(np.ones((8, 2), np.float32))
         opt.step()
     assert inference.version() == before
+
+
+def test_backward_after_an_eval_forward_uses_the_mode_of_that_forward():
+    """eval forward, then train(), then backward: the gradients of the eval forward (as torch's
+    graph gives), and the replay neither updates running statistics nor draws dropout masks."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    ours = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Dropout(0.5))
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5))
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    ours[1].running_mean[...] = [0.5, -1.0, 2.0]
+    theirs[1].running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    ours.eval()
+    theirs.eval()
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    y, yt = ours(x), theirs(xt)
+    assert_close(y, yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    ours.train()
+    theirs.train()
+    g = np.random.default_rng(1).normal(size=y.shape).astype(np.float32)
+    gx = ours.backward(g)
+    yt.backward(torch.from_numpy(g))
+    assert_close(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert_close(ours[0].weight.grad, theirs[0].weight.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(ours[1].running_mean, np.array([0.5, -1.0, 2.0], np.float32))
+    assert int(ours[1].num_batches_tracked) == 0
+    assert all(m.training for m in ours.modules())  # the mode the user set is kept
+
+
+@pytest.mark.parametrize("wrap", ["alone", "in a Sequential"])
+def test_a_weight_normed_layer_runs_in_eval_mode(wrap):
+    rng = np.random.default_rng(2)
+    lin = nn.utils.weight_norm(nn.Linear(3, 4))
+    model = lin if wrap == "alone" else nn.Sequential(lin, nn.ReLU(), nn.Linear(4, 2))
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    expected = model(x).copy()  # no batchnorm or dropout: training mode computes the same function
+    model.eval()
+    assert_close(model(x), expected, rtol=1e-6, atol=1e-6)
+    assert_close(model(x), expected, rtol=1e-6, atol=1e-6)

@@ -253,3 +253,21 @@ def test_a_shared_module_in_eval_mode_matches_torch():
     ours.eval()
     theirs.eval()
     _check_shared(torch, ours, theirs, x, {"lin": (lin, tlin), "bn": (bn, tbn)})
+
+
+def test_a_model_with_a_shared_layer_loads_its_own_state_dict_as_torch_does():
+    torch = torch_or_skip()
+    lin = nn.Linear(2, 2)
+    model = nn.Sequential(lin, nn.ReLU(), lin)
+    tlin = torch.nn.Linear(2, 2)
+    theirs = torch.nn.Sequential(tlin, torch.nn.ReLU(), tlin)
+    state = model.state_dict()
+    assert list(state) == list(theirs.state_dict())
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    state["0.weight"] = state["0.weight"] + 1
+    state["2.weight"] = state["0.weight"].copy()
+    model.load_state_dict(state)
+    assert np.array_equal(lin.weight.data, state["0.weight"])
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    assert_close(model(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-6, atol=1e-6)

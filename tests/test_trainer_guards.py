@@ -54,6 +54,18 @@ def test_fit_refuses_a_bad_epoch_count_or_batch_size_and_changes_nothing(kwargs,
         assert np.array_equal(v, before[k]), f"{k} changed although fit refused its arguments"
 
 
+def test_validation_samples_of_another_shape_are_refused_before_any_step():
+    x, y = classification_problem(n=32, d=6, k=3, seed=0)
+    model = _bn_mlp()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    trainer = fusetrain.Trainer(model, optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match=r"validation_data\[0\] must hold samples of shape \(6,\) as x does, "
+                                         r"got \(5,\); nothing was trained"):
+        trainer.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:, :5], y), verbose=0)
+    for k, v in model.state_dict().items():
+        assert np.array_equal(v, before[k]), f"{k} changed although fit refused the validation data"
+
+
 def test_a_step_that_overflows_batchnorm_statistics_is_skipped_and_divergence_is_reported():
     x, y = classification_problem(n=64, d=6, k=3, seed=1)
     x = x * 1e20  # finite inputs whose batch variance overflows float32

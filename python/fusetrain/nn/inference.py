@@ -162,9 +162,12 @@ def run(m, x):
     if plans is None:
         plans = {}
         object.__setattr__(m, "_plans", plans)
+    modes = []
     for sub in m.modules():  # what a training forward left for backward is stale now
         sub._drop_caches()
-    object.__setattr__(m, "_eval_input", x)  # for a backward: see Module.backward
+        modes.append((sub, sub.training))
+    # for a backward, which replays this forward in these modes (passes.replaying_backward)
+    object.__setattr__(m, "_eval_input", (x, modes))
     key = (x.shape, threading.get_ident(), _version)
     plan = plans.get(key)
     if plan is not None:

@@ -138,14 +138,20 @@ def replaying_backward(backward):
     takes it once. The input gradient a top-level backward returns is the caller's (hand_out)."""
     def wrapped(self, *args, **kwargs):
         d = self.__dict__
-        x = d.pop("_eval_input", None)
-        if x is not None:
+        replay = d.pop("_eval_input", None)
+        if replay is not None:
+            x, modes = replay
+            now = [(m, m.training) for m, _ in modes]
+            for m, mode in modes:  # the modes of that forward, whatever train()/eval() did since
+                object.__setattr__(m, "training", mode)
             with inference.replaying():
                 enter_forward()
                 try:
                     self._forward(x) if hasattr(self, "_forward") else self.forward(x)
                 finally:
                     exit_forward()
+                    for m, mode in now:
+                        object.__setattr__(m, "training", mode)
         if d.get("_cache_used") and d.get("_cache_stack"):
             d["_cache"] = d["_cache_stack"].pop()
         d["_cache_used"] = False

@@ -65,33 +65,29 @@ def move(module, device=None, dtype=None):
 def state_dict(module, prefix: str = "") -> dict:
     """Copies of every parameter and persistent buffer as NumPy arrays, under PyTorch's keys
     (own parameters, own buffers, then each child under ``"<child name>."``)."""
-    out = {}
-    _save_to(module, out, prefix)
-    return out
+    return {prefix + key: _host_copy(m._parameters[name].data if kind == "param" else m._buffers[name])
+            for key, (m, name, kind) in _state_targets(module).items()}
 
-def _save_to(module, out, prefix):
-    for name, p in module._parameters.items():
-        if p is not None:
-            out[prefix + name] = _host_copy(p.data)
-    for name, b in module._buffers.items():
-        if b is not None and name not in module._non_persistent:
-            out[prefix + name] = _host_copy(b)
-    for name, m in module._modules.items():
-        if m is not None:
-            _save_to(m, out, prefix + name + ".")
 
 def _state_targets(module):
-    """key -> (owner module, attribute name, kind) for everything state_dict saves."""
+    """key -> (owner module, attribute name, kind) for everything state_dict saves, under the same
+    keys: a module reachable by several paths (one layer used at several places) under each."""
     targets = {}
-    for mp, m in module.named_modules():
-        pre = mp + "." if mp else ""
-        for name, p in m._parameters.items():
-            if p is not None:
-                targets.setdefault(pre + name, (m, name, "param"))
-        for name, b in m._buffers.items():
-            if b is not None and name not in m._non_persistent:
-                targets.setdefault(pre + name, (m, name, "buffer"))
+    _targets_of(module, "", targets)
     return targets
+
+
+def _targets_of(module, prefix, targets):
+    for name, p in module._parameters.items():
+        if p is not None:
+            targets.setdefault(prefix + name, (module, name, "param"))
+    for name, b in module._buffers.items():
+        if b is not None and name not in module._non_persistent:
+            targets.setdefault(prefix + name, (module, name, "buffer"))
+    for name, m in module._modules.items():
+        if m is not None:
+            _targets_of(m, prefix + name + ".", targets)
+
 
 def load_state_dict(module, state_dict, strict: bool = True):
     """Copy values from ``state_dict`` (NumPy arrays, or torch tensors) into this module's

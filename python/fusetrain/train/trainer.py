@@ -197,6 +197,9 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             xv = self._inputs(validation_data[0], "validation_data[0]")
+            if tuple(xv.shape[1:]) != tuple(x.shape[1:]):
+                raise ValueError(f"validation_data[0] must hold samples of shape {tuple(x.shape[1:])} as x does, "
+                                 f"got {tuple(xv.shape[1:])}; nothing was trained")
             val = (xv, self._targets(validation_data[1], len(xv), "validation_data[1]"))
         if isinstance(self.loss_fn, nn.CrossEntropyLoss):  # every label checked before any step
             classes = self._classes(x)
