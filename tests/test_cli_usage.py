@@ -39,6 +39,8 @@ _ERRORS = [
     (["--swa-start", "40"], "--swa-start: epoch 40 (0-based) is not before the end of --epochs 40"),
     (["--dropout", "2"], "argument --dropout: expected a value in [0, 1), got 2.0 (see fusetrain train --help)"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--seed", "-1"], "argument --seed: expected a value in [0, inf), got -1 (see fusetrain train --help)"),
+    (["--val-split", "0.9999"], "--val-split 0.9999 leaves no training samples (1438 before the split)"),
     (["--widths", "8,8"], "--widths: --model mlp does not take it (it takes: --hidden, --activation, --init, "
                           "--batchnorm, --dropout)"),
 ]
@@ -65,6 +67,7 @@ def test_a_failure_inside_training_is_one_line_and_debug_shows_the_traceback(tmp
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "fusetrain train: error: FloatingPointError: non-finite" in proc.stderr
     assert proc.stderr.rstrip().endswith("(--debug shows the traceback)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the failed run left no folder behind
     proc = fusetrain_cmd(*argv, "--debug", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("Traceback (most recent call last)")
     assert proc.stderr.splitlines()[-1].startswith("fusetrain train: error: FloatingPointError")
@@ -117,3 +120,19 @@ def test_a_library_warning_is_one_line_without_a_source_line(tmp_path):
     assert proc.stderr == ("fusetrain: warning: SWA: training ended before start_epoch=30 (0-based); no weights "
                            "were averaged\n")
     assert "stopped early: val_loss had not improved for 1 epoch;" in proc.stdout
+
+
+def test_extending_a_finished_cosine_schedule_is_refused_and_changes_nothing(tmp_path):
+    """A cosine schedule anneals to 0 at the run's last epoch: --resume with more epochs would train
+    at lr 0 and then climb back up the cosine, so the CLI says why it will not."""
+    assert fusetrain_cmd("train", "--epochs", "2", "--schedule", "cosine", "--early-stopping", "off", "--quiet",
+                         "--out", "c", cwd=tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+    proc = fusetrain_cmd("train", "--resume", "c/checkpoint.npz", "--epochs", "5", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert ("--epochs 5: the checkpoint's cosine schedule reaches lr 0 at epoch 2 and cannot be extended"
+            in proc.stderr), proc.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
+    # an interrupted cosine run (the schedule planned for 4 epochs) resumes as before
+    assert fusetrain_cmd("train", "--epochs", "4", "--schedule", "cosine", "--early-stopping", "off", "--quiet",
+                         "--out", "d", cwd=tmp_path).returncode == 0

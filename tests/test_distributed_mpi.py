@@ -440,5 +440,18 @@ def test_the_command_line_trains_data_parallel_and_writes_one_run_folder(tmp_pat
     assert saved["epoch"] == 3
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("argv, needle", [
+    (["--epochs", "0"], "fusetrain train: error: argument --epochs: expected a value in [1, inf), got 0"),
+    (["--optimizer", "sgd", "--lr", "1e30", "--no-batchnorm", "--clip-norm", "0", "--quiet", "--out", "run"],
+     "fusetrain train: error: FloatingPointError: non-finite loss"),
+], ids=["a bad flag", "a failure every rank meets"])
+def test_an_error_every_rank_meets_is_one_line_from_rank_0(tmp_path, argv, needle):
+    rc, stdout, stderr, _ = launch("-m", "fusetrain", "train", *argv, cwd=tmp_path)
+    assert rc == 2, stdout + stderr
+    assert stderr.count("\n") == 1 and stderr.startswith(needle), stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder: nothing was written
+
+
 if __name__ == "__main__":
     _run_scenario(*sys.argv[1:4])

@@ -66,6 +66,17 @@ def test_validation_samples_of_another_shape_are_refused_before_any_step():
         assert np.array_equal(v, before[k]), f"{k} changed although fit refused the validation data"
 
 
+@pytest.mark.parametrize("batch_size, exc", [(0, ValueError), (-1, ValueError), (2.5, TypeError)])
+def test_evaluate_and_predict_refuse_a_bad_batch_size(batch_size, exc):
+    x, y = classification_problem(n=20, d=6, k=3, seed=0)
+    model = _bn_mlp()
+    trainer = fusetrain.Trainer(model, optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(exc, match=f"batch_size must be a positive int, got {batch_size}"):
+        trainer.evaluate(x, y, batch_size=batch_size)
+    with pytest.raises(exc, match=f"batch_size must be a positive int, got {batch_size}"):
+        trainer.predict(x, batch_size=batch_size)
+
+
 def test_a_step_that_overflows_batchnorm_statistics_is_skipped_and_divergence_is_reported():
     x, y = classification_problem(n=64, d=6, k=3, seed=1)
     x = x * 1e20  # finite inputs whose batch variance overflows float32

@@ -35,11 +35,15 @@ def parse_args(argv=None, parser=None):
     return resolve(args, explicit)
 
 
-def _fail(prog, message):
+def _fail(prog, message, every_rank=False):
+    """One line on stderr, exit status 2. Under an MPI launcher: an error every rank meets alike
+    (a bad flag, an input every rank refused) is printed by rank 0 alone; any other ends the job,
+    since the other ranks would wait for this one forever."""
     world = dist_world.current()
-    if world is not None and world.size > 1:  # the other ranks would wait for this one forever
+    if world is not None and world.size > 1 and not every_rank:
         world.abort(f"{prog}: error: {message}", exitcode=2)
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    if (world.rank if world is not None else dist_world.launcher_rank()) == 0:
+        print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -76,4 +80,4 @@ def main(argv=None):
             if args.debug:
                 traceback.print_exc()
             hint = "" if args.debug else " (--debug shows the traceback)"
-            _fail("fusetrain train", f"{type(exc).__name__}: {exc}{hint}")
+            _fail("fusetrain train", f"{type(exc).__name__}: {exc}{hint}", getattr(exc, "fusetrain_every_rank", False))

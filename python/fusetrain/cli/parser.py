@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from ..distributed import world as dist_world
 from ..models import registry
 from ..optim import factory
 
@@ -24,7 +25,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line: the message and where the help is."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # under an MPI launcher every rank parses the same command line: rank 0 says it once
+        line = f"{self.prog}: error: {message} (see {self.prog} --help)\n"
+        self.exit(2, line if dist_world.launcher_rank() == 0 else None)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -162,7 +165,8 @@ def build_parser(defaults=True, benchmarks=()):
     add(r, "--epochs", type=bounded(1, kind=int), default=40,
         help="number of epochs (with --resume: the new total, by default the checkpoint's)")
     add(r, "--batch-size", type=bounded(1, kind=int), default=64, help="samples per step")
-    add(r, "--seed", type=int, default=0, help="seeds initialization, dropout, shuffling and the digits/IDX splits")
+    add(r, "--seed", type=bounded(0, kind=int), default=0,
+        help="seeds initialization, dropout, shuffling and the digits/IDX splits")
     add(r, "--device", choices=("cpu", "cuda"), default="cpu", help="cuda needs a GPU, CuPy and the CUDA build")
     add(r, "--backend", choices=("fused", "numpy"), default="fused",
         help="fused kernels, or the NumPy twins (to compare)")

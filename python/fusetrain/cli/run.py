@@ -16,7 +16,7 @@ from ..console import echo
 from ..distributed import world as dist_world
 from ..models import registry
 from ..nn import init as nn_init
-from ..optim import factory
+from ..optim import factory, lr_scheduler
 from ..train import Trainer
 from .settings import UsageError, fill_defaults, settings_dict
 
@@ -41,9 +41,15 @@ def load_data(args):
         raise UsageError(f"--test-images: samples of shape {test[0].shape[1:]} do not match the training "
                          f"images' {train[0].shape[1:]}")
     (x, y), (xt, yt) = train, test
-    val = None
+    if not len(xt):
+        raise UsageError(f"--dataset {args.dataset}: the split leaves no test samples ({len(x)} in all); pass "
+                         "--test-images and --test-labels")
+    val, n = None, len(x)
     if args.val_split > 0:
         (x, y), val = data.train_test_split(x, y, test_size=args.val_split, seed=args.seed + 1)
+        for part, what in ((x, "training"), (val[0], "validation")):
+            if not len(part):
+                raise UsageError(f"--val-split {args.val_split:g} leaves no {what} samples ({n} before the split)")
     return (x, y), val, (xt, yt)
 
 
@@ -112,6 +118,19 @@ def _ending(trainer, history):
     return f", stopped early: {stops[0].monitor} had not improved for {wait} epoch{'s' if wait != 1 else ''}"
 
 
+def _check_extension(args, sched, epoch):
+    """A cosine schedule reaches lr 0 at the end of the run it was planned for: training past it
+    would run at lr 0 and then climb back up the cosine."""
+    parts = getattr(sched, "_schedulers", [sched])
+    cos = [s for s in parts if isinstance(s, lr_scheduler.CosineAnnealingLR)]
+    if cos:
+        end = args.warmup_epochs + cos[0].T_max
+        if args.epochs > end:
+            raise UsageError(f"--epochs {args.epochs}: the checkpoint's cosine schedule reaches lr 0 at epoch {end} "
+                             f"and cannot be extended; resume with --epochs {end} at most, or start a new run "
+                             f"with --epochs {args.epochs}")
+
+
 def _joined(args):
     """The process group (a world of one unless an MPI launcher started this process), on the
     GPUs when training on them with several ranks."""
@@ -154,8 +173,10 @@ def train(args):
             trainer.load_checkpoint(args.resume)
         except ValueError as exc:
             raise UsageError(f"--resume: {exc}") from exc
+        _check_extension(args, sched, trainer.epoch)
     # after load_checkpoint, which restores the saved run's metadata: this run's settings win
     trainer.metadata["cli_args"] = settings_dict(args)
+    created = main and not out.exists()
     if main:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "config.json", "w") as f:
@@ -174,8 +195,14 @@ def train(args):
         elif not args.quiet:
             say(f"resuming {args.resume} at epoch {trainer.epoch + 1} of {args.epochs}, writing into {out}")
     t0 = time.perf_counter()
-    history = trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
-                          seed=args.seed, verbose=0 if args.quiet else 1)
+    try:
+        history = trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
+                              seed=args.seed, verbose=0 if args.quiet else 1)
+    except BaseException:
+        if created and [p.name for p in out.iterdir()] == ["config.json"]:  # a folder of this run's, holding nothing
+            (out / "config.json").unlink()
+            out.rmdir()
+        raise
     elapsed = time.perf_counter() - t0
     res = trainer.evaluate(xt, yt)
     history.to_csv(out / "history.csv")

@@ -29,6 +29,26 @@ def launched_by_mpi() -> bool:
     return mpi is not None and mpi.Is_initialized()
 
 
+def launcher_rank() -> int:
+    """This process's rank as the MPI launcher's environment says, before (or without) ``init``;
+    0 in a plain process."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def raised_on_every_rank(exc):
+    """Mark ``exc`` as one that every rank raises alike (no rank is left waiting): the CLI then
+    reports it once, from rank 0, instead of aborting the job."""
+    try:
+        exc.fusetrain_every_rank = True
+    except AttributeError:  # an exception type without a __dict__: it is reported per rank
+        pass
+    return exc
+
+
 def current():
     """The World this process joined with ``init``, or None."""
     return _world

@@ -40,6 +40,14 @@ def as_targets(y, n, class_labels, dtype, device, name="y"):
     return np.ascontiguousarray(y)
 
 
+def check_samples_like(xv, x, name):
+    """xv, when its samples have the shape of x's; else a ValueError before anything trains."""
+    if tuple(xv.shape[1:]) != tuple(x.shape[1:]):
+        raise ValueError(f"{name} must hold samples of shape {tuple(x.shape[1:])} as x does, got "
+                         f"{tuple(xv.shape[1:])}; nothing was trained")
+    return xv
+
+
 def check_labels(y, classes, name="y"):
     """Every label in [0, classes), or ValueError naming the first one outside (and its index)."""
     xp = backend.array_module(y)

@@ -123,11 +123,12 @@ class DataParallel:
             error = exc
         votes = self.world.gather_objects(None if error is None else f"{type(error).__name__}: {error}")
         if error is not None:
-            raise error
+            raise _world.raised_on_every_rank(error)
         failed = [(r, v) for r, v in enumerate(votes) if v is not None]
         if failed:
             r, message = failed[0]
-            raise RuntimeError(f"rank {r} of {self.size} refused the call ({message}); nothing was done on any rank")
+            raise _world.raised_on_every_rank(RuntimeError(
+                f"rank {r} of {self.size} refused the call ({message}); nothing was done on any rank"))
 
     @contextlib.contextmanager
     def guard(self):
@@ -136,14 +137,14 @@ class DataParallel:
         try:
             yield
         except BaseException as exc:
-            if id(exc) in self._agreed:
+            if id(exc) in self._agreed or getattr(exc, "fusetrain_every_rank", False):
                 raise
             self.world.abort(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}".rstrip())
 
     def agreed(self, exc):
         """Mark ``exc`` as raised by every rank alike (a decision taken on reduced values)."""
         self._agreed.add(id(exc))
-        return exc
+        return _world.raised_on_every_rank(exc)
 
     # ------------------------------------------------------------------ fit set-up
     @contextlib.contextmanager

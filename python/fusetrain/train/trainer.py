@@ -196,10 +196,7 @@ class Trainer:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
-            xv = self._inputs(validation_data[0], "validation_data[0]")
-            if tuple(xv.shape[1:]) != tuple(x.shape[1:]):
-                raise ValueError(f"validation_data[0] must hold samples of shape {tuple(x.shape[1:])} as x does, "
-                                 f"got {tuple(xv.shape[1:])}; nothing was trained")
+            xv = _in.check_samples_like(self._inputs(validation_data[0], "validation_data[0]"), x, "validation_data[0]")
             val = (xv, self._targets(validation_data[1], len(xv), "validation_data[1]"))
         if isinstance(self.loss_fn, nn.CrossEntropyLoss):  # every label checked before any step
             classes = self._classes(x)
@@ -320,7 +317,7 @@ class Trainer:
     def predict(self, x, batch_size=256):
         """The model's outputs for all of ``x`` (e.g. (N, classes) logits), batch by batch in
         eval mode; returns a NumPy array. The model's train/eval mode is restored afterwards."""
-        x = self._inputs(x)
+        x, batch_size = self._inputs(x), _check.integer(batch_size, "batch_size", lo=1)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -337,7 +334,7 @@ class Trainer:
     def evaluate(self, x, y, batch_size=256, _checked=False) -> dict:
         """``{"loss": mean loss over all samples, metric: mean value, ...}`` in eval mode (on
         several ranks every rank calls it: each evaluates its part, the sums are reduced)."""
-        par = _par.for_trainer(self)
+        par, batch_size = _par.for_trainer(self), _check.integer(batch_size, "batch_size", lo=1)
         if not _checked:
             with par.agree():
                 x = self._inputs(x)
