@@ -40,7 +40,8 @@ _ERRORS = [
     (["--dropout", "2"], "argument --dropout: expected a value in [0, 1), got 2.0 (see fusetrain train --help)"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--seed", "-1"], "argument --seed: expected a value in [0, inf), got -1 (see fusetrain train --help)"),
-    (["--val-split", "0.9999"], "--val-split 0.9999 leaves no training samples (1438 before the split)"),
+    (["--val-split", "0.9999"], "--val-split 0.9999: the split leaves no training samples (1438 in all; "
+                                "test_size=0.9999)"),
     (["--widths", "8,8"], "--widths: --model mlp does not take it (it takes: --hidden, --activation, --init, "
                           "--batchnorm, --dropout)"),
 ]

@@ -201,3 +201,46 @@ def test_synthetic_mnist():
     means = np.stack([x[y == c].mean(0) for c in range(10)])
     d = ((x[:, None, :] - means[None]) ** 2).sum(-1)
     assert (d.argmin(1) == y).mean() > 0.9
+
+
+@pytest.mark.parametrize("n, test_size, stratify, empty", [(16, 0.1, True, "test"), (16, 0.9, True, "training"),
+                                                            (3, 0.1, False, "test")])
+def test_train_test_split_refuses_a_split_that_leaves_a_part_empty(n, test_size, stratify, empty):
+    x = np.arange(n, dtype=np.float32)[:, None]
+    y = np.repeat(np.arange(4), 4)[:n]
+    with pytest.raises(ValueError, match=f"the split leaves no {empty} samples \\({n} in all; "
+                                         f"test_size={test_size:g}\\)"):
+        data.train_test_split(x, y, test_size=test_size, stratify=stratify)
+
+
+def test_train_test_split_stratifies_one_hot_labels_by_row():
+    y = np.repeat(np.arange(4), 4)
+    x = np.arange(16, dtype=np.float32)[:, None]
+    (xa, ya), (xb, yb) = data.train_test_split(x, np.eye(4, dtype=np.float32)[y], test_size=0.25)
+    assert xa.shape == (12, 1) and ya.shape == (12, 4) and xb.shape == (4, 1) and yb.shape == (4, 4)
+    assert sorted(yb.argmax(1).tolist()) == [0, 1, 2, 3]  # one test sample of each class
+    for xs, ys in ((xa, ya), (xb, yb)):  # each label row stays with its sample
+        assert np.array_equal(ys.argmax(1), xs[:, 0].astype(int) // 4)
+
+
+def test_dataloader_shuffles_from_the_seeded_generator_by_default():
+    import fusetrain
+
+    def first_epoch():
+        fusetrain.manual_seed(0)
+        return next(iter(data.DataLoader(np.arange(64), np.arange(64), batch_size=64, shuffle=True)))[1].tolist()
+    assert first_epoch() == first_epoch()
+
+
+def test_idx_reader_turns_corrupt_gzip_and_huge_headers_into_clear_errors(tmp_path):
+    path = tmp_path / "x.idx.gz"
+    data.write_idx(path, np.arange(600, dtype=np.uint8).reshape(20, 30) % 7)
+    raw = bytearray(path.read_bytes())
+    raw[12:30] = bytes(b ^ 0xFF for b in raw[12:30])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="corrupt or truncated gzip data"):
+        data.read_idx(path)
+    huge = tmp_path / "huge.idx"
+    huge.write_bytes(bytes([0, 0, 0x08, 4]) + (65535).to_bytes(4, "big") * 4)
+    with pytest.raises(ValueError, match=r"should hold 18445618199572250645 bytes, it holds 20 \(truncated\)"):
+        data.read_idx(huge)

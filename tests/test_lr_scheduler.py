@@ -1,6 +1,7 @@
 """Learning-rate schedulers: get_last_lr() sequences equal torch.optim.lr_scheduler's, state_dict
 resume continues the same sequence, and warm-up composes with plateau reduction."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -133,3 +134,22 @@ def test_bad_arguments():
         S.ExponentialLR(object(), gamma=0.9)
     with pytest.raises(ValueError, match="milestones"):
         S.SequentialLR(o, [S.ExponentialLR(o, 0.9), S.ExponentialLR(o, 0.9)], milestones=[])
+
+
+def test_a_sequential_schedule_nested_in_another_matches_torch():
+    torch = pytest.importorskip("torch")
+    T = torch.optim.lr_scheduler
+    warnings.simplefilter("ignore")  # torch warns of the scheduler steps its constructors take
+    ours = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    theirs = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    inner = S.SequentialLR(ours, [S.LinearLR(ours, 0.5, 1.0, 2), S.ExponentialLR(ours, 0.9)], [2])
+    outer = S.SequentialLR(ours, [inner, S.StepLR(ours, 2, 0.5)], [6])
+    t_inner = T.SequentialLR(theirs, [T.LinearLR(theirs, 0.5, 1.0, 2), T.ExponentialLR(theirs, 0.9)], [2])
+    t_outer = T.SequentialLR(theirs, [t_inner, T.StepLR(theirs, 2, 0.5)], [6])
+    for _ in range(12):
+        assert math.isclose(outer.get_last_lr()[0], t_outer.get_last_lr()[0], rel_tol=1e-12)
+        assert math.isclose(ours.param_groups[0]["lr"], theirs.param_groups[0]["lr"], rel_tol=1e-12)
+        ours.step()
+        theirs.step()
+        outer.step()
+        t_outer.step()

@@ -331,3 +331,36 @@ def test_linear_with_zero_features_matches_torch(fin, fout, backend):
         model.backward(np.ones_like(out))
         opt.step()
         assert out.shape == (3, 2) and np.isfinite(out).all()
+
+
+def test_clip_grad_norm_of_a_nan_gradient_spreads_the_nan_as_torch_does():
+    torch = pytest.importorskip("torch")
+    grads = [np.array([1.0, np.nan, 3.0], np.float32), np.array([10.0, 10.0], np.float32)]
+    ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
+    theirs = [torch.nn.Parameter(torch.zeros(len(g))) for g in grads]
+    for p, t, g in zip(ours, theirs, grads):
+        p.grad[...] = g
+        t.grad = torch.from_numpy(g.copy())
+    total = nn.utils.clip_grad_norm_(ours, 1.0)
+    t_total = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert np.isnan(total) and torch.isnan(t_total)
+    for p, t in zip(ours, theirs):
+        assert np.array_equal(np.isnan(p.grad), torch.isnan(t.grad).numpy())
+
+
+def test_clip_grad_norm_takes_the_string_inf_as_torch_does():
+    torch = pytest.importorskip("torch")
+    g = np.array([3.0, -4.0], np.float32)
+    p, t = nn.Parameter(np.zeros(2, np.float32)), torch.nn.Parameter(torch.zeros(2))
+    p.grad[...], t.grad = g, torch.from_numpy(g.copy())
+    assert nn.utils.clip_grad_norm_([p], 1.0, norm_type="inf") == pytest.approx(
+        float(torch.nn.utils.clip_grad_norm_([t], 1.0, norm_type="inf")))
+    assert np.allclose(p.grad, t.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
+def test_init_refuses_an_array_that_is_not_floating_point_and_changes_nothing(dtype):
+    a = np.zeros((3, 4), dtype)
+    with pytest.raises(TypeError, match=f"init functions fill floating-point arrays, got {np.dtype(dtype)}"):
+        nn.init.kaiming_uniform_(a)
+    assert not a.any()

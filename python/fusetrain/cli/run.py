@@ -44,12 +44,12 @@ def load_data(args):
     if not len(xt):
         raise UsageError(f"--dataset {args.dataset}: the split leaves no test samples ({len(x)} in all); pass "
                          "--test-images and --test-labels")
-    val, n = None, len(x)
+    val = None
     if args.val_split > 0:
-        (x, y), val = data.train_test_split(x, y, test_size=args.val_split, seed=args.seed + 1)
-        for part, what in ((x, "training"), (val[0], "validation")):
-            if not len(part):
-                raise UsageError(f"--val-split {args.val_split:g} leaves no {what} samples ({n} before the split)")
+        try:
+            (x, y), val = data.train_test_split(x, y, test_size=args.val_split, seed=args.seed + 1)
+        except ValueError as exc:  # a part left empty
+            raise UsageError(f"--val-split {args.val_split:g}: {exc}") from exc
     return (x, y), val, (xt, yt)
 
 

@@ -20,13 +20,18 @@ def train_test_split(x, y, test_size=0.2, seed=0, stratify=True):
     rng = np.random.default_rng(seed)
     if stratify:
         test_idx = []
-        for c in np.unique(y):
-            idx = np.flatnonzero(y == c)
+        # classes by row: one-hot or other 2-D labels are stratified by their rows
+        labels = np.unique(y.reshape(len(y), -1), axis=0, return_inverse=True)[1].reshape(-1) if y.ndim > 1 else y
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
             rng.shuffle(idx)
             test_idx.append(idx[:int(round(len(idx) * test_size))])
         test_idx = np.concatenate(test_idx) if test_idx else np.empty(0, dtype=np.int64)
     else:
         test_idx = rng.permutation(len(y))[:int(round(len(y) * test_size))]
+    for part, count in (("test", len(test_idx)), ("training", len(y) - len(test_idx))):
+        if count == 0 and len(y):
+            raise ValueError(f"the split leaves no {part} samples ({len(y)} in all; test_size={test_size:g})")
     mask = np.zeros(len(y), dtype=bool)
     mask[test_idx] = True
     train_idx = rng.permutation(np.flatnonzero(~mask))

@@ -6,7 +6,9 @@ dimensions, then each dimension as a big-endian uint32, then the values big-endi
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -21,7 +23,7 @@ def _read_bytes(path):
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
     return raw
 
@@ -42,7 +44,7 @@ def read_idx(path):
         raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {header})")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = _TYPES[code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(raw) != expected:
         raise ValueError(f"{path}: IDX file of shape {shape} and type {dtype.name} should hold {expected} bytes, "
                          f"it holds {len(raw)} ({'truncated' if len(raw) < expected else 'trailing data'})")

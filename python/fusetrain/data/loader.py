@@ -46,14 +46,15 @@ def batches(x, y=None, batch_size=32, shuffle=False, rng=None, drop_last=False):
 
 class DataLoader:
     """Re-iterable batches of (x, y): each ``iter()`` is one epoch (a fresh shuffle when
-    ``shuffle``, from its own generator seeded by ``seed``)."""
+    ``shuffle``, from its own generator seeded by ``seed``, or without a seed from fusetrain's
+    default generator, which ``fusetrain.manual_seed`` seeds, as torch's DataLoader does)."""
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, seed=None, drop_last=False):
         self.x, self.y = _check_xy(x, y)
         self.batch_size = _check.integer(batch_size, "batch_size", lo=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.rng = np.random.default_rng(seed)
+        self.rng = None if seed is None else np.random.default_rng(seed)
 
     def __len__(self):
         n = len(self.x)

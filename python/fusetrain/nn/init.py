@@ -26,6 +26,8 @@ def _target(a):
     data = a.data if isinstance(a, Parameter) else a
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         raise TypeError(f"init functions expect an array or a Parameter, got {type(a).__name__}")
+    if np.dtype(data.dtype).kind != "f":
+        raise TypeError(f"init functions fill floating-point arrays, got {np.dtype(data.dtype)}")
     return data
 
 

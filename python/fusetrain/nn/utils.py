@@ -53,7 +53,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite: boo
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total}), "
                            "so it cannot be clipped; pass error_if_nonfinite=False to skip this check")
     coef = ops.clip_coef(total, max_norm)
-    if coef < 1.0:
+    if coef != coef:  # a NaN norm: torch multiplies every gradient by NaN
+        for g in grads:
+            g[...] = np.nan
+    elif coef < 1.0:
         ops.scale_(grads, coef)
     return total
 

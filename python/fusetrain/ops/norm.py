@@ -21,6 +21,8 @@ def _arrays(arrays, name, inplace=False):
 
 
 def _norm_type(norm_type):
+    if isinstance(norm_type, str) and norm_type.strip().lower() in ("inf", "+inf", "infinity"):
+        norm_type = math.inf  # torch's float(norm_type) reads the string too
     v = C.number(norm_type, "norm_type", lo=0.0, lo_open=True) if not (
         isinstance(norm_type, float) and math.isinf(norm_type)) else float(norm_type)
     if v < 0:
@@ -45,8 +47,10 @@ def global_norm(arrays, norm_type=2.0) -> float:
 
 
 def clip_coef(total_norm: float, max_norm: float) -> float:
-    """min(1, max_norm / (total_norm + 1e-6)): the factor clip-by-global-norm multiplies grads by."""
-    return min(1.0, float(max_norm) / (float(total_norm) + CLIP_EPS))
+    """min(1, max_norm / (total_norm + 1e-6)): the factor clip-by-global-norm multiplies grads by
+    (NaN for a NaN norm, as torch's clamp gives)."""
+    coef = float(max_norm) / (float(total_norm) + CLIP_EPS)
+    return coef if coef != coef else min(1.0, coef)
 
 
 def scale_(arrays, factor) -> None:

@@ -233,6 +233,16 @@ class LinearLR(LRScheduler):
         return [b * (s + (e - s) * min(T, self.last_epoch) / T) for b in self.base_lrs]
 
 
+def _undo_initial_step(scheduler):
+    """Undo the step a scheduler took when it was built; for a nested SequentialLR, its children's
+    (its own count stays, as torch's recursive_undo leaves it: the same lrs as torch)."""
+    children = getattr(scheduler, "_schedulers", None)
+    if children is None:
+        scheduler.last_epoch -= 1
+    for child in children or ():
+        _undo_initial_step(child)
+
+
 class SequentialLR(LRScheduler):
     """Runs ``schedulers[i]`` from ``milestones[i-1]`` on (e.g. LinearLR warm-up, then cosine)."""
 
@@ -257,7 +267,7 @@ class SequentialLR(LRScheduler):
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"]
         for s in schedulers:  # undo the initial step each scheduler took when it was built
-            s.last_epoch -= 1
+            _undo_initial_step(s)
         idx = bisect_right(milestones, 0)
         schedulers[idx]._initial_step()
         self._last_lr = schedulers[idx].get_last_lr()
