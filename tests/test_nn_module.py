@@ -364,3 +364,43 @@ def test_init_refuses_an_array_that_is_not_floating_point_and_changes_nothing(dt
     with pytest.raises(TypeError, match=f"init functions fill floating-point arrays, got {np.dtype(dtype)}"):
         nn.init.kaiming_uniform_(a)
     assert not a.any()
+
+
+def test_register_refuses_names_torch_refuses_and_changes_nothing():
+    lin = nn.Linear(2, 2)
+    params = dict(lin.named_parameters())
+    cases = [
+        (lambda: lin.register_buffer("weight", np.zeros((2, 2), np.float32)), "attribute 'weight' already exists"),
+        (lambda: lin.register_buffer("forward", np.zeros(2, np.float32)), "attribute 'forward' already exists"),
+        (lambda: lin.register_parameter("bias_", None) or lin.register_buffer("bias_", None),
+         "attribute 'bias_' already exists"),
+        (lambda: lin.add_module("a.b", nn.ReLU()), 'must not contain "."'),
+        (lambda: lin.add_module("", nn.ReLU()), "must not be empty"),
+        (lambda: lin.register_parameter("x.y", None), 'must not contain "."'),
+    ]
+    for call, message in cases:
+        with pytest.raises(KeyError, match=message):
+            call()
+    lin.__dict__["_parameters"].pop("bias_", None)
+    assert dict(lin.named_parameters()) == params and not list(lin.named_buffers()) and not list(lin.children())
+    lin.plain = 3
+    with pytest.raises(KeyError, match="attribute 'plain' already exists"):
+        lin.register_parameter("plain", nn.Parameter(np.zeros(1, np.float32)))
+    assert lin.plain == 3
+    lin.register_buffer("stat", np.zeros(2, np.float32))
+    lin.register_buffer("stat", np.ones(2, np.float32))  # re-registering a buffer replaces it, as torch does
+    assert lin.stat.sum() == 2
+
+
+def test_children_and_buffers_are_listed_once_as_torch_lists_them():
+    torch = pytest.importorskip("torch")
+    lin, tlin = nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    ours, theirs = nn.Sequential(lin, nn.ReLU(), lin), torch.nn.Sequential(tlin, torch.nn.ReLU(), tlin)
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()] == ["0", "1"]
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    a, ta = np.zeros(3, np.float32), torch.zeros(3)
+    for i in range(2):
+        m[i].register_buffer("b", a)
+        tm[i].register_buffer("b", ta)
+    assert [n for n, _ in m.named_buffers()] == [n for n, _ in tm.named_buffers()] == ["0.b"]

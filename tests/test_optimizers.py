@@ -297,3 +297,16 @@ def test_check_model_refuses_an_optimizer_of_other_parameters():
     model.to(dtype=np.float64)  # re-packed, still the same parameters
     head_only.check_model(model)
     optim.SGD(model.parameters(), lr=0.1).check_model(model)
+
+
+def test_a_refused_param_group_leaves_the_optimizer_as_it_was():
+    m = nn.Linear(3, 2)
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="one dtype"):
+        opt.add_param_group({"params": [nn.Parameter(np.zeros(4), dtype=np.float64)]})
+    assert len(opt.param_groups) == 1 and len(opt.state_dict()["param_groups"]) == 1
+    extra = nn.Parameter(np.ones(2, np.float32))
+    opt.add_param_group({"params": [extra]})
+    extra.grad[...] = 1
+    opt.step()
+    assert np.allclose(extra.data, 0.9)

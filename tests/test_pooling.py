@@ -340,3 +340,20 @@ def test_window_layers_refuse_bad_geometry_at_construction(case):
     make, match = BAD_GEOMETRY[case]
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: ops.max_pool2d_forward(a, 3, 1, 1, out=a),
+    lambda a: ops.avg_pool2d_forward(a, 3, 1, 1, out=a),
+    lambda a: ops.max_pool1d_forward(a.reshape(2, 3, 36), 3, 1, 1, out=a.reshape(2, 3, 36)),
+    lambda a: ops.avg_pool1d_forward(a.reshape(2, 3, 36), 3, 1, 1, out=a.reshape(2, 3, 36)),
+    lambda a: ops.avg_pool2d_backward(a, a.shape, 3, 1, 1, grad_input=a),
+    lambda a: ops.max_pool2d_backward(a, np.zeros(a.shape, np.int32), a.shape, 3, 1, 1, grad_input=a),
+    lambda a: ops.adaptive_avg_pool2d_forward(a, (6, 6), out=a),
+], ids=["max2d", "avg2d", "max1d", "avg1d", "avg2d-backward", "max2d-backward", "adaptive"])
+def test_pooling_refuses_an_output_that_overlaps_its_input_and_changes_nothing(call):
+    a = np.random.default_rng(0).normal(size=(2, 3, 6, 6)).astype(np.float32)
+    before = a.copy()
+    with pytest.raises(ValueError, match="must not overlap"):
+        call(a)
+    assert np.array_equal(a, before)

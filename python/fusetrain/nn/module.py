@@ -117,17 +117,33 @@ class Module:
         if bump:
             inference.bump()
 
+    def _check_name(self, store: str, name) -> None:
+        """torch's rules for register_*/add_module: a str without ".", not empty, and not an
+        attribute other than one of this kind (re-registering a buffer replaces it)."""
+        if not isinstance(name, str):
+            raise TypeError(f"the name must be a str, got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f'a name must not contain ".", got "{name}"')
+        if not name:
+            raise KeyError("a name must not be empty")
+        self._check_init()
+        if hasattr(self, name) and name not in self.__dict__[store]:
+            raise KeyError(f"attribute '{name}' already exists")
+
     def register_parameter(self, name: str, param) -> None:
         """Register ``param`` (a Parameter or None, e.g. an absent bias) under ``name``."""
+        self._check_name("_parameters", name)
         self._register("_parameters", name, param, Parameter)
 
     def register_buffer(self, name: str, array, persistent: bool = True) -> None:
         """Register a non-trainable array (e.g. running_mean) saved in state_dict when persistent."""
+        self._check_name("_buffers", name)
         self._register("_buffers", name, array)
         if not persistent:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module) -> None:
+        self._check_name("_modules", name)
         self._register("_modules", name, module, Module)
 
     # ---------------------------------------------------------------- traversal
@@ -146,8 +162,10 @@ class Module:
             yield m
 
     def named_children(self):
+        seen = set()  # a child held under two names is listed once, as torch does
         for name, m in self._modules.items():
-            if m is not None:
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
                 yield name, m
 
     def children(self):
@@ -169,10 +187,12 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
+        seen = set()  # one array registered in several modules is listed once, as torch does
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
             for name, b in m._buffers.items():
-                if b is not None:
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
                     yield (mp + "." if mp else "") + name, b
 
     def buffers(self, recurse: bool = True):

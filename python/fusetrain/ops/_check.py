@@ -62,6 +62,13 @@ def optional(x, name: str, **kw):
     return None if x is None else array(x, name, **kw)
 
 
+def no_overlap(out, out_name: str, **inputs) -> None:
+    """A kernel that writes `out` while it reads the inputs must not be given memory they share."""
+    for name, x in inputs.items():
+        if type(out) is np.ndarray and type(x) is np.ndarray and np.may_share_memory(out, x):
+            raise ValueError(f"{out_name} must not overlap {name}")
+
+
 def same_size(ref, ref_name: str, **others) -> None:
     for name, x in others.items():
         if x is not None and x.size != ref.size:

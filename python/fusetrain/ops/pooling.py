@@ -55,6 +55,8 @@ def _max_pool_forward(x, dims, kernel_size, stride, padding, dilation, out, indi
     oshape = x.shape[:2] + ((OW,) if dims == 1 else (OH, OW))
     out = output(out, "out", oshape, x)
     indices = output(indices, "indices", oshape, x, np.int32)
+    C.no_overlap(out, "out", x=x, indices=indices)
+    C.no_overlap(indices, "indices", x=x)
     P = x.shape[0] * x.shape[1]
     if use_numpy():
         y, idx = ref.max_pool2d_forward(x.reshape(P, H, W), k, s, p, d)
@@ -78,6 +80,7 @@ def _max_pool_backward(grad_out, indices, input_shape, dims, kernel_size, stride
     C.same_device(grad_out=grad_out, indices=indices, grad_input=grad_input)
     indices = C.array(indices, "indices", dtype=np.int32, shape=oshape)
     grad_input = output(grad_input, "grad_input", input_shape, grad_out)
+    C.no_overlap(grad_input, "grad_input", grad_out=grad_out, indices=indices)
     P = input_shape[0] * input_shape[1]
     if use_numpy() or C.is_cuda_array(indices):
         # The C++ kernel checks its indices itself (in parallel, before writing anything).
@@ -128,6 +131,7 @@ def _avg_pool_forward(x, dims, kernel_size, stride, padding, count_include_pad, 
     k, s, p, _, (H, W), (OH, OW) = pool_args(x.shape, dims, kernel_size, stride, padding, 1,
                                               f"avg_pool{dims}d", False)
     out = output(out, "out", x.shape[:2] + ((OW,) if dims == 1 else (OH, OW)), x)
+    C.no_overlap(out, "out", x=x)
     P = x.shape[0] * x.shape[1]
     if use_numpy():
         out.reshape(P, OH, OW)[...] = ref.avg_pool2d_forward(x.reshape(P, H, W), k, s, p, bool(count_include_pad))
@@ -147,6 +151,7 @@ def _avg_pool_backward(grad_out, input_shape, dims, kernel_size, stride, padding
     twin_needs_host(grad_out, "pooling")
     C.same_device(grad_out=grad_out, grad_input=grad_input)
     grad_input = output(grad_input, "grad_input", input_shape, grad_out)
+    C.no_overlap(grad_input, "grad_input", grad_out=grad_out)
     P = input_shape[0] * input_shape[1]
     if use_numpy():
         grad_input.reshape(P, H, W)[...] = ref.avg_pool2d_backward(grad_out.reshape(P, OH, OW), (H, W), k, s, p,
@@ -195,6 +200,7 @@ def adaptive_avg_pool2d_forward(x, output_size, *, out=None):
     N, Ch, H, W = x.shape
     OH, OW = _adaptive_size(output_size, 2, (H, W))
     out = output(out, "out", (N, Ch, OH, OW), x)
+    C.no_overlap(out, "out", x=x)
     if use_numpy():
         out.reshape(N * Ch, OH, OW)[...] = ref.adaptive_avg_pool2d_forward(x.reshape(N * Ch, H, W), (OH, OW))
     else:
@@ -214,6 +220,7 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape, *, grad_input=None):
     N, Ch, H, W = input_shape
     OH, OW = grad_out.shape[2:]
     grad_input = output(grad_input, "grad_input", input_shape, grad_out)
+    C.no_overlap(grad_input, "grad_input", grad_out=grad_out)
     if use_numpy():
         grad_input.reshape(N * Ch, H, W)[...] = ref.adaptive_avg_pool2d_backward(
             grad_out.reshape(N * Ch, OH, OW), (H, W))

@@ -84,7 +84,12 @@ class Optimizer:
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (its own hyper-parameters, the defaults for the rest)."""
         self._append_group(param_group)
-        self._layout()
+        try:
+            self._layout()
+        except BaseException:  # refused (e.g. another dtype): the optimizer stays as it was
+            self.param_groups.pop()
+            self.state.pop()
+            raise
 
     def _layout(self):
         groups = [g["params"] for g in self.param_groups]
