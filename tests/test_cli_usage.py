@@ -39,6 +39,7 @@ _ERRORS = [
     (["--swa-start", "40"], "--swa-start: epoch 40 (0-based) is not before the end of --epochs 40"),
     (["--dropout", "2"], "argument --dropout: expected a value in [0, 1), got 2.0 (see fusetrain train --help)"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--optimzer", "sgd"], "unrecognized arguments: --optimzer sgd; did you mean --optimizer?"),
     (["--seed", "-1"], "argument --seed: expected a value in [0, inf), got -1 (see fusetrain train --help)"),
     (["--val-split", "0.9999"], "--val-split 0.9999: the split leaves no training samples (1438 in all; "
                                 "test_size=0.9999)"),

@@ -3,6 +3,7 @@ named presets; progress bar, test accuracy, history CSV, curves PNG, checkpoint)
 (the benchmark scripts). Every error is one line on stderr with exit status 2."""
 from __future__ import annotations
 
+import difflib
 import sys
 import traceback
 import warnings
@@ -27,8 +28,11 @@ def parse_args(argv=None, parser=None):
     if args.command is None:
         parser.error("name a command: train or bench")
     if unknown:  # named by the subcommand's parser, as argparse names its other errors
-        (parser.train_parser if args.command == "train" else parser.bench_parser).error(
-            f"unrecognized arguments: {' '.join(unknown)}")
+        sub = parser.train_parser if args.command == "train" else parser.bench_parser
+        flags = [o for a in sub._actions for o in a.option_strings]
+        close = [m for u in unknown if u.startswith("--") for m in difflib.get_close_matches(u, flags, n=1)]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if args.command != "train":
         return args
     explicit = set(vars(build_parser(defaults=False).parse_args(argv))) - {"command"}
