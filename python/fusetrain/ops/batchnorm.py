@@ -6,7 +6,7 @@ import math
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import empty, kernel, use_numpy
+from ._dispatch import empty, kernel, output, use_numpy
 
 
 def _ncs(x):
@@ -42,10 +42,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, *, training, m
         raise ValueError(f"expected more than 1 value per channel when training, got input shape {tuple(x.shape)}")
     if not training and running_mean is None:
         raise ValueError("eval-mode batchnorm needs running_mean and running_var")
-    if out is None:
-        out = empty(x)
-    else:
-        out = C.array(out, "out", inplace=True, shape=x.shape)
+    out = output(out, "out", x.shape, x)
     C.same_device(x=x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var, out=out)
     mean = empty(x, (Ch,))
     invstd = empty(x, (Ch,))
@@ -87,10 +84,7 @@ def batchnorm_backward(grad_out, x, out, weight, mean, invstd, *, training, relu
     grad_bias = C.optional(grad_bias, "grad_bias", shape=(Ch,), inplace=True)
     dropout_p = C.probability(dropout_p, "dropout_p")
     scale = 1.0 / (1.0 - dropout_p)
-    if grad_input is None:
-        grad_input = empty(x)
-    else:
-        grad_input = C.array(grad_input, "grad_input", inplace=True, shape=x.shape)
+    grad_input = output(grad_input, "grad_input", x.shape, x)
     C.same_device(x=x, grad_out=grad_out, out=out, weight=weight, mean=mean, invstd=invstd,
                   grad_input=grad_input, grad_weight=grad_weight, grad_bias=grad_bias)
     if use_numpy():

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import empty, kernel, use_numpy
+from ._dispatch import empty, kernel, output, use_numpy
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 
@@ -62,7 +62,7 @@ def bias_act_dropout_forward(x, bias=None, *, act="relu", negative_slope=0.01, p
         if x.ndim == 0:
             raise ValueError("x must have at least 1 dimension when a bias is given")
         bias = C.array(bias, "bias", shape=(F,))
-    out = empty(x) if out is None else C.array(out, "out", inplace=True, shape=x.shape)
+    out = output(out, "out", x.shape, x)
     bits = _bits(mask_bits, x.size, inplace=True)
     if bits is not None and C.is_cuda_array(x):
         raise ValueError("mask_bits is supported on the CPU only")
@@ -98,7 +98,7 @@ def bias_act_dropout_backward(grad_out, out, *, act="relu", negative_slope=0.01,
     F = out.shape[-1] if out.ndim else 1
     if grad_bias is not None:
         grad_bias = C.array(grad_bias, "grad_bias", shape=(F,), inplace=True)
-    grad_input = empty(out) if grad_input is None else C.array(grad_input, "grad_input", inplace=True, shape=out.shape)
+    grad_input = output(grad_input, "grad_input", out.shape, out)
     bits = _bits(mask_bits, out.size, inplace=False)
     if bits is not None and C.is_cuda_array(out):
         raise ValueError("mask_bits is supported on the CPU only")

@@ -5,7 +5,7 @@ import math
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import empty, kernel, use_numpy
+from ._dispatch import empty, kernel, output, use_numpy
 
 
 def _rows(x, normalized_ndim):
@@ -25,7 +25,7 @@ def layernorm_forward(x, weight, bias, *, normalized_ndim=1, eps=1e-5, out=None)
     if (weight is None) != (bias is None):
         raise ValueError("weight and bias must both be given or both be None")
     eps = C.number(eps, "eps", lo=0.0, lo_open=True)
-    out = empty(x) if out is None else C.array(out, "out", inplace=True, shape=x.shape)
+    out = output(out, "out", x.shape, x)
     mean, rstd = empty(x, (N,)), empty(x, (N,))
     C.same_device(x=x, weight=weight, bias=bias, out=out)
     if use_numpy():
@@ -51,7 +51,7 @@ def layernorm_backward(grad_out, x, weight, mean, rstd, *, normalized_ndim=1, gr
     rstd = C.array(rstd, "rstd", shape=(N,))
     grad_weight = C.optional(grad_weight, "grad_weight", shape=norm_shape, inplace=True)
     grad_bias = C.optional(grad_bias, "grad_bias", shape=norm_shape, inplace=True)
-    grad_input = empty(x) if grad_input is None else C.array(grad_input, "grad_input", inplace=True, shape=x.shape)
+    grad_input = output(grad_input, "grad_input", x.shape, x)
     C.same_device(x=x, grad_out=grad_out, weight=weight, mean=mean, rstd=rstd, grad_input=grad_input,
                   grad_weight=grad_weight, grad_bias=grad_bias)
     if use_numpy():

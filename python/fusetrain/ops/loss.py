@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _check as C
 from . import numpy_ref as ref
-from ._dispatch import empty, kernel, use_numpy
+from ._dispatch import kernel, output, use_numpy
 
 REDUCTIONS = ("mean", "sum")
 
@@ -34,8 +34,7 @@ def softmax_cross_entropy(logits, labels, *, reduction="mean", compute_grad=True
         if lo < 0 or hi >= K:
             raise ValueError(f"labels must be in [0, {K}), got values in [{lo}, {hi}]")
     if compute_grad:
-        grad_input = empty(logits) if grad_input is None else C.array(
-            grad_input, "grad_input", inplace=True, shape=logits.shape)
+        grad_input = output(grad_input, "grad_input", logits.shape, logits)
     else:
         grad_input = None
     C.same_device(logits=logits, labels=labels, grad_input=grad_input)
@@ -65,8 +64,7 @@ def mse_loss(pred, target, *, reduction="mean", compute_grad=True, grad_input=No
     pred = C.array(pred, "pred", dtype=pred.dtype)
     target = C.array(target, "target", dtype=pred.dtype, shape=pred.shape)
     if compute_grad:
-        grad_input = empty(pred) if grad_input is None else C.array(
-            grad_input, "grad_input", dtype=pred.dtype, inplace=True, shape=pred.shape)
+        grad_input = output(grad_input, "grad_input", pred.shape, pred, pred.dtype)
     else:
         grad_input = None
     C.same_device(pred=pred, target=target, grad_input=grad_input)
