@@ -162,10 +162,13 @@ def run(m, x):
     if plans is None:
         plans = {}
         object.__setattr__(m, "_plans", plans)
-    modes = []
-    for sub in m.modules():  # what a training forward left for backward is stale now
+    subtree = m.__dict__.get("_subtree")
+    if subtree is None or subtree[0] != _version:  # modes change only with the version (train/eval bump it)
+        subtree = (_version, [(sub, sub.training) for sub in m.modules()])
+        object.__setattr__(m, "_subtree", subtree)
+    modes = subtree[1]
+    for sub, _ in modes:  # what a training forward left for backward is stale now
         sub._drop_caches()
-        modes.append((sub, sub.training))
     # for a backward, which replays this forward in these modes (passes.replaying_backward)
     object.__setattr__(m, "_eval_input", (x, modes))
     key = (x.shape, threading.get_ident(), _version)

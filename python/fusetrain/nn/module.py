@@ -253,13 +253,14 @@ class Module:
         for key in ("_cache", "_cache_stack", "_cache_used", "_eval_input"):
             d.pop(key, None)
 
-    def _buffer(self, key, shape, like):
-        """A scratch array of ``shape`` and like's dtype/device, owned by this module (see
-        passes.Scratch): reused in later passes, never handed out twice in one, and the caller's
-        for good once a top-level call returns it."""
+    def _buffer(self, key, shape, like, dtype=None):
+        """A scratch array of ``shape`` on like's device, of like's dtype unless ``dtype`` says,
+        owned by this module (see passes.Scratch): reused in later passes, never handed out
+        twice in one, and the caller's for good once a top-level call returns it."""
+        dtype = like.dtype if dtype is None else np.dtype(dtype)
         if backend.is_cuda_array(like):  # CuPy's memory pool makes allocation cheap
-            return backend.cupy_module().empty(tuple(shape), dtype=like.dtype)
-        return self._scratch.take(key, tuple(shape), like.dtype)
+            return backend.cupy_module().empty(tuple(shape), dtype=dtype)
+        return self._scratch.take(key, tuple(shape), dtype)
 
     # ---------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, ops
+from .. import ops
 from ..ops import _check, prepared
 from ..ops.pooling import nonempty_planes
 from ..ops.window import window_out_size
@@ -82,9 +82,8 @@ class _MaxPool(_Pool):
         _check_input(self, x, self._dims)
         shape = self._out_shape(x, self.dilation)
         fwd = ops.max_pool2d_forward if self._dims == 2 else ops.max_pool1d_forward
-        idx_like = backend.array_module(x).empty(0, np.int32)  # int32 indices on x's device
         y, idx = fwd(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                     out=self._buffer("y", shape, x), indices=self._buffer("idx", shape, idx_like))
+                     out=self._buffer("y", shape, x), indices=self._buffer("idx", shape, x, np.int32))
         self._cache = (tuple(x.shape), idx, x.dtype)
         return y
 
