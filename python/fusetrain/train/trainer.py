@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend, nn
 from .. import random as frandom
 from ..callbacks import Callback, ModelCheckpoint
+from ..distributed.world import is_main_process
 from ..ops import _check
 from ..optim import Optimizer
 from ..nn.normalization import _BatchNorm, batchnorm_usable
@@ -213,6 +214,8 @@ class Trainer:
               [cb for cb in cbs if isinstance(cb, ModelCheckpoint)]
         batch_begin = [cb for cb in cbs if _overrides(cb, "on_train_batch_begin")]
         batch_end = [cb for cb in cbs if _overrides(cb, "on_train_batch_end")]
+        # only a batch callback can stop mid-epoch: without one anywhere, no vote per batch (a collective)
+        batch_votes = par.any(bool(batch_begin or batch_end))
         self.train_inputs, self.batch_size = x, int(batch_size)
         self.stop_training = False
         object.__setattr__(self.model, "stop_training", False)
@@ -268,7 +271,7 @@ class Trainer:
                     progress.step(par.total(hi - lo), loss_sum / seen if seen else None)
                     for cb in batch_end:
                         cb.on_train_batch_end(b, {"batch": b, "size": hi - lo, "loss": loss, "skipped": not ok})
-                    if par.any(self.stop_training or getattr(self.model, "stop_training", False)):
+                    if batch_votes and par.any(self.stop_training or getattr(self.model, "stop_training", False)):
                         self.stop_training = True
                         break
                 if skipped and not seen:
@@ -368,7 +371,7 @@ class Trainer:
         restore_best_weights, the file holds the averaged or best weights the model has then (the
         model to evaluate), and a resumed fit trains on from those. To resume exactly where
         training was, use the checkpoints ModelCheckpoint writes at the end of each epoch."""
-        if not _par.for_trainer(self).main:
+        if not is_main_process():
             return
         with frandom.use_stream(self._stream):  # the trainer's RNG streams go into the file
             _ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, callbacks=self.callbacks,
@@ -378,7 +381,7 @@ class Trainer:
 
     def save_weights(self, path) -> None:
         """Write only the model's parameters and buffers (a checkpoint ``load_weights`` reads)."""
-        if _par.for_trainer(self).main:
+        if is_main_process():
             _ckpt.save_checkpoint(path, self.model, epoch=self.epoch)
 
     def load_checkpoint(self, path) -> int:
