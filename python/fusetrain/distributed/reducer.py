@@ -9,6 +9,7 @@ import weakref
 import numpy as np
 
 from .. import backend
+from ..nn import inference
 from ..nn.module import Module
 
 _HOOKED: dict = {}  # a module class -> its subclass that reports its forward calls and backwards
@@ -175,6 +176,7 @@ class GradientReducer:
         self.stats = {"steps": 0, "bytes": 0, "early": 0, "exposed_s": 0.0}
         self._transport = None
         self._signature = None
+        self._version = None
         self._active = False
         self._hooked = []
         self._calls: dict = {}  # id(module) -> forward calls since the last step
@@ -220,6 +222,10 @@ class GradientReducer:
 
     def _layout(self):
         """(Re)build the buckets when the parameters moved (a model.to(), an optimizer's packing)."""
+        version = inference.version()  # any new parameter or rebinding bumps it: nothing to check then
+        if self._signature is not None and version == self._version:
+            return
+        self._version = version
         params = list(self.model.parameters())
         signature = [(p, p._arena, p._offset) for p in params]
         same = self._signature is not None and len(signature) == len(self._signature) and all(
