@@ -59,7 +59,6 @@ struct Pack {
 
 // Taps of one conv group over a pack: off[(c, kh, kw)] relative to the group's first channel.
 struct Taps {
-  int64_t KH, KW, DH, DW, OH, OW;
   int64_t S, Spr;  // positions OH*Wq, and rounded up to the tile width
   std::vector<int64_t> off;
 };
@@ -86,8 +85,8 @@ Pack make_pack(int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t 
   return p;
 }
 
-Taps make_taps(const Pack& p, int64_t Cg, int64_t KH, int64_t KW, int64_t DH, int64_t DW, int64_t OH, int64_t OW) {
-  Taps t{KH, KW, DH, DW, OH, OW, OH * p.Wq, round_up(OH * p.Wq, tile_kernels().nr), {}};
+Taps make_taps(const Pack& p, int64_t Cg, int64_t KH, int64_t KW, int64_t DH, int64_t DW, int64_t OH) {
+  Taps t{OH * p.Wq, round_up(OH * p.Wq, tile_kernels().nr), {}};
   t.off.resize(size_t(Cg * KH * KW));
   for (int64_t c = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -336,7 +335,7 @@ void dw_forward_run(const float* pk, const int64_t* off, const float* w, int64_t
 void depthwise_forward(const float* x, const float* w, const OutEpi& e, float* y, float* packs_out, bool keep,
                        int64_t slots, const ConvArgs& a, const Window2d& g) {
   const Pack p = forward_pack(a.N, a.C, g);
-  const Taps t = make_taps(p, 1, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
+  const Taps t = make_taps(p, 1, g.KH, g.KW, g.DH, g.DW, g.OH);
   const int64_t packs = (a.N + p.B - 1) / p.B, taps = g.KH * g.KW, m = a.OCg;
   int team = packs > 1 ? threads_for(a.N * a.OC * taps * g.OH * g.OW) : 1;
   if (!keep) team = int(std::max<int64_t>(1, std::min<int64_t>(team, slots)));
@@ -361,29 +360,34 @@ void depthwise_forward(const float* x, const float* w, const OutEpi& e, float* y
 void depthwise_backward(const float* dy, const float* saved, const float* w, float* dx, float* dw, float* db,
                         const ConvArgs& a, const Window2d& g) {
   const Pack p = forward_pack(a.N, a.C, g);
-  const Taps t = make_taps(p, 1, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
+  const Taps t = make_taps(p, 1, g.KH, g.KW, g.DH, g.DW, g.OH);
   const int64_t packs = (a.N + p.B - 1) / p.B, taps = g.KH * g.KW, m = a.OCg, cp = p.U * p.plane;
   const int64_t OHW = g.OH * g.OW, gsize = cp + (g.KW - 1) * g.DW / g.SW + 2 * kMaxNR;
   Pack one = p;  // the pack grid of a single channel, to unpack dx
   one.C = 1;
   parallel_chunks(a.C, a.N * a.OC * taps * OHW, [&](int64_t c0, int64_t c1) {
-    std::vector<float> dq(static_cast<size_t>(t.S)), gk(static_cast<size_t>(gsize));
-    std::vector<double> acc(size_t(m * taps + m));
+    // this worker's scratch (uninitialized: dq is written whole, gk and acc are cleared below);
+    // the double sums live in float storage of twice the length
+    const ScratchBuf dqbuf = thread_scratch(0, t.S), gkbuf = thread_scratch(1, gsize);
+    const ScratchBuf accbuf = thread_scratch(2, 2 * (m * taps + m));
+    float* const dqp = dqbuf.ptr;
+    float* const gk = gkbuf.ptr;
+    double* const acc = reinterpret_cast<double*>(accbuf.ptr);
     for (int64_t c = c0; c < c1; ++c) {
-      std::fill(acc.begin(), acc.end(), 0.0);
+      std::fill(acc, acc + m * taps + m, 0.0);
       for (int64_t q = 0; q < packs; ++q) {
         const int64_t n0 = q * p.B;
         const float* pk = saved + q * p.img + c * cp;
-        if (dx) std::fill(gk.begin(), gk.end(), 0.0f);
+        if (dx) std::fill(gk, gk + gsize, 0.0f);
         for (int64_t j = 0; j < m; ++j) {
           const int64_t oc = c * m + j;
-          dy_channel_major(dy + oc * OHW, a.OC * OHW, n0, a.N, p.B, 1, g.OH, g.OW, p.Wq, p.Wiq, t.S, dq.data());
-          const float* d = dq.data();
+          dy_channel_major(dy + oc * OHW, a.OC * OHW, n0, a.N, p.B, 1, g.OH, g.OW, p.Wq, p.Wiq, t.S, dqp);
+          const float* d = dqp;
           if (db) {
             double s = 0.0;
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < t.S; ++i) s += double(d[i]);
-            acc[size_t(m * taps + j)] += s;
+            acc[m * taps + j] += s;
           }
           for (int64_t k = 0; k < taps; ++k) {
             if (dw) {
@@ -391,22 +395,22 @@ void depthwise_backward(const float* dy, const float* saved, const float* w, flo
               double s = 0.0;
 #pragma omp simd reduction(+ : s)
               for (int64_t i = 0; i < t.S; ++i) s += double(d[i]) * double(src[i]);
-              acc[size_t(j * taps + k)] += s;
+              acc[j * taps + k] += s;
             }
             if (dx) {
-              float* dst = gk.data() + t.off[size_t(k)];
+              float* dst = gk + t.off[size_t(k)];
               const float wk = w[oc * taps + k];
 #pragma omp simd
               for (int64_t i = 0; i < t.S; ++i) dst[i] += wk * d[i];
             }
           }
         }
-        if (dx) unpack_images(gk.data(), n0, a.N, one, dx + c * g.H * g.W, a.C * g.H * g.W);
+        if (dx) unpack_images(gk, n0, a.N, one, dx + c * g.H * g.W, a.C * g.H * g.W);
       }
       for (int64_t j = 0; j < m; ++j) {
         if (dw)
-          for (int64_t k = 0; k < taps; ++k) dw[(c * m + j) * taps + k] += float(acc[size_t(j * taps + k)]);
-        if (db) db[c * m + j] += float(acc[size_t(m * taps + j)]);
+          for (int64_t k = 0; k < taps; ++k) dw[(c * m + j) * taps + k] += float(acc[j * taps + k]);
+        if (db) db[c * m + j] += float(acc[m * taps + j]);
       }
     }
   });
@@ -431,7 +435,7 @@ void forward_impl(const float* x, const float* w, const OutEpi& e, float* y, flo
   if (a.groups > 1 && a.Cg == 1) return depthwise_forward(x, w, e, y, packs_out, keep, slots, a, g);
   const TileKernels& kn = tile_kernels();
   const Pack p = forward_pack(a.N, a.C, g);
-  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
+  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH);
   const int64_t packs = (a.N + p.B - 1) / p.B, K = a.Cg * g.KH * g.KW, outp = round_up(a.OCg, kn.mr);
   const int64_t asize = packed_weights_size(a.OCg, K);
   const ScratchBuf apack = thread_scratch(1, a.groups * asize);
@@ -481,7 +485,7 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
   if (groups > 1 && a.Cg == 1) return depthwise_backward(dy, saved, w, dx, dw, db, a, g);
   const TileKernels& kn = tile_kernels();
   const Pack p = forward_pack(N, C, g);
-  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW);
+  const Taps t = make_taps(p, a.Cg, g.KH, g.KW, g.DH, g.DW, g.OH);
   const int64_t packs = (N + p.B - 1) / p.B, KK = g.KH * g.KW, K = a.Cg * KK, OHW = g.OH * g.OW;
   const int64_t cg_size = a.Cg * p.U * p.plane;  // floats of one conv group's channels in a pack
 
@@ -498,7 +502,7 @@ void conv2d_direct_backward(const float* dy, const float* saved, const float* w,
     // dy's pack: B images of (OH, OW) padded by (QH, QW): its grid matches the forward's images
     // (width OW + 2QW = W + 2PW) so image i of dy lines up with image i of x.
     dp = make_pack(OC, g.OH, g.OW, g.KH, g.KW, 1, 1, QH, QW, g.DH, g.DW, g.H, p.B);
-    dt = make_taps(dp, a.OCg, g.KH, g.KW, g.DH, g.DW, g.H, g.W);
+    dt = make_taps(dp, a.OCg, g.KH, g.KW, g.DH, g.DW, g.H);
     for (int64_t j = 0; j < groups; ++j)
       pack_weights(w + j * a.OCg * K, a.Cg, a.OCg * KK, KK, true, bpack.ptr + j * bsize);
   } else if (dx) {

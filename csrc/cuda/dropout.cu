@@ -13,8 +13,6 @@ using namespace gpu;
 
 namespace {
 
-using DropArgs = DropoutArgs;
-
 // ---- forward ----------------------------------------------------------------------------
 
 // x, y: (N, F) flat, y may alias x; bias: (F,) or null.
@@ -24,7 +22,7 @@ struct EpilogueForward {
   const float *x, *bias;
   float* y;
   float slope;
-  DropArgs d;
+  DropoutArgs d;
   bool vec;
   __device__ __forceinline__ void operator()(int64_t e0, int cnt) const {
     float r[4];
@@ -44,8 +42,8 @@ struct EpilogueForward {
 };
 
 template <Act A>
-void forward_act(const float* x, const float* bias, float* y, int64_t N, int64_t F, float slope,
-                 double p, const DropArgs& d, cudaStream_t stream) {
+void forward_act(const float* x, const float* bias, float* y, int64_t N, int64_t F, float slope, double p,
+                 const DropoutArgs& d, cudaStream_t stream) {
   const bool vec = aligned16({x, y});
   const char* name = "bias_act_dropout_forward";
   if (p > 0.0)
@@ -62,7 +60,7 @@ struct EpilogueBackward {
   const float *dy, *y;
   float* dx;
   float slope;
-  DropArgs d;
+  DropoutArgs d;
   bool vec;
 
   __device__ __forceinline__ void grad(int64_t e0, int cnt, bool v4, float (&g)[4]) const {
@@ -96,8 +94,8 @@ struct EpilogueBackward {
 };
 
 template <Act A, MaskFrom M>
-void backward_run(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F,
-                  float slope, const DropArgs& d, cudaStream_t stream) {
+void backward_run(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F, float slope,
+                  const DropoutArgs& d, cudaStream_t stream) {
   const char* name = "bias_act_dropout_backward";
   if (dbias == nullptr) {
     const bool vec = aligned16({dy, y, dx});
@@ -113,8 +111,8 @@ void backward_run(const float* dy, const float* y, float* dx, float* dbias, int6
 }
 
 template <Act A>
-void backward_act(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F,
-                  float slope, double p, const DropArgs& d, cudaStream_t stream) {
+void backward_act(const float* dy, const float* y, float* dx, float* dbias, int64_t N, int64_t F, float slope, double p,
+                  const DropoutArgs& d, cudaStream_t stream) {
   if (p == 0.0) return backward_run<A, MaskFrom::kNone>(dy, y, dx, dbias, N, F, slope, d, stream);
   if constexpr (A == Act::kRelu) {
     backward_run<A, MaskFrom::kSign>(dy, y, dx, dbias, N, F, slope, d, stream);
@@ -127,7 +125,7 @@ void backward_act(const float* dy, const float* y, float* dx, float* dbias, int6
 
 struct MaskBytes {
   uint8_t* keep;
-  DropArgs d;
+  DropoutArgs d;
   __device__ __forceinline__ void operator()(int64_t e0, int cnt) const {
     uint32_t w[4];
     dropout_words(w, d.seed, d.offset, e0, cnt);
@@ -150,7 +148,7 @@ void bias_act_dropout_forward(const float* x, const float* bias, float* y, int64
   check_size(N, "N");
   check_size(F, "F");
   check(bits == nullptr, "mask_bits is supported on the CPU only");
-  const DropArgs d = dropout_args(p, seed, offset);
+  const DropoutArgs d = dropout_args(p, seed, offset);
   if (N * F == 0) return;
   with_act(act, [&](auto A) { forward_act<decltype(A)::value>(x, bias, y, N, F, slope, p, d, stream); });
 }
@@ -161,7 +159,7 @@ void bias_act_dropout_backward(const float* dy, const float* y, float* dx, float
   check_size(N, "N");
   check_size(F, "F");
   check(bits == nullptr, "mask_bits is supported on the CPU only");
-  const DropArgs d = dropout_args(p, seed, offset);
+  const DropoutArgs d = dropout_args(p, seed, offset);
   if (N * F == 0) return;
   with_act(act, [&](auto A) { backward_act<decltype(A)::value>(dy, y, dx, dbias, N, F, slope, p, d, stream); });
 }

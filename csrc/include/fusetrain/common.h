@@ -2,7 +2,6 @@
 // of the GPU overloads; for the CPU kernels also scratch buffers and the parallel grain.
 #pragma once
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -51,19 +50,6 @@ inline int64_t checked_mul(int64_t a, int64_t b, const char* what) {
     throw std::invalid_argument(std::string(what) + ": the sizes " + std::to_string(a) + " x " + std::to_string(b) +
                                 (a < 0 || b < 0 ? " include a negative one" : " overflow (more than 2**62 elements)"));
   return r;
-}
-
-// The element count of an array of these dimensions (each >= 0), checked against overflow.
-inline int64_t checked_numel(std::initializer_list<int64_t> dims, const char* what) {
-  int64_t n = 1;
-  for (int64_t d : dims) n = checked_mul(n, d, what);
-  return n;
-}
-
-// Scratch that every kernel writes before it reads: no zero fill (a std::vector would clear it).
-template <class T>
-inline std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[size_t(n > 0 ? n : 1)]);
 }
 
 // Per-thread scratch that outlives the call: `slot` names one of a few buffers of the calling
