@@ -115,14 +115,6 @@ void max_pool2d_backward(const float* dy, const int32_t* idx, float* dx, int64_t
   });
 }
 
-namespace {
-
-inline AvgWindow<int64_t> avg_window(const Window2d& g, int64_t oh, int64_t ow, bool count_include_pad) {
-  return avg_pool_window<int64_t>(oh, ow, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, count_include_pad);
-}
-
-}  // namespace
-
 void avg_pool2d_forward(const float* x, float* y, int64_t P, const Window2d& g, bool count_include_pad) {
   check_avg_pool(P, g);
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
@@ -132,7 +124,7 @@ void avg_pool2d_forward(const float* x, float* y, int64_t P, const Window2d& g, 
       float* yp = y + p * OHW;
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const AvgWindow<int64_t> a = avg_window(g, oh, ow, count_include_pad);
+          const AvgWindow<int64_t> a = avg_pool_window<int64_t>(oh, ow, g, count_include_pad);
           double s = 0.0;
           for (int64_t ih = a.h0; ih < a.h1; ++ih)
             for (int64_t iw = a.w0; iw < a.w1; ++iw) s += double(xp[ih * g.W + iw]);
@@ -153,7 +145,7 @@ void avg_pool2d_backward(const float* dy, float* dx, int64_t P, const Window2d& 
       std::memset(dxp, 0, sizeof(float) * size_t(HW));
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const AvgWindow<int64_t> a = avg_window(g, oh, ow, count_include_pad);
+          const AvgWindow<int64_t> a = avg_pool_window<int64_t>(oh, ow, g, count_include_pad);
           const float v = dyp[oh * g.OW + ow] * a.inv;
           for (int64_t ih = a.h0; ih < a.h1; ++ih)
             for (int64_t iw = a.w0; iw < a.w1; ++iw) dxp[ih * g.W + iw] += v;

@@ -64,10 +64,6 @@ struct MaxPoolBackward {
 
 // ---- average pooling ------------------------------------------------------------------------
 
-__device__ __forceinline__ AvgWindow<int> avg_window(const Geom& g, int oh, int ow, bool count_include_pad) {
-  return avg_pool_window<int>(oh, ow, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, count_include_pad);
-}
-
 // y (P, OH, OW): the window's sum in double, in the CPU's row-major order.
 struct AvgPoolForward {
   const float* x;
@@ -76,7 +72,7 @@ struct AvgPoolForward {
   bool count_include_pad;
   __device__ __forceinline__ void operator()(int64_t e) const {
     const auto [p, oh, ow] = g.output_of(e);
-    const AvgWindow<int> a = avg_window(g, oh, ow, count_include_pad);
+    const AvgWindow<int> a = avg_pool_window<int>(oh, ow, g, count_include_pad);
     const float* xp = x + p * g.hw();
     double s = 0.0;
     for (int ih = a.h0; ih < a.h1; ++ih)
@@ -106,7 +102,8 @@ struct AvgPoolBackward {
     const float* dyp = dy + p * g.ohw();
     float acc = 0.0f;
     for (int oh = oh0; oh <= oh1; ++oh)
-      for (int ow = ow0; ow <= ow1; ++ow) acc += dyp[oh * g.OW + ow] * avg_window(g, oh, ow, count_include_pad).inv;
+      for (int ow = ow0; ow <= ow1; ++ow)
+        acc += dyp[oh * g.OW + ow] * avg_pool_window<int>(oh, ow, g, count_include_pad).inv;
     dx[e] = acc;
   }
 };

@@ -88,12 +88,12 @@ struct AvgWindow {
   float inv;
 };
 
-template <class I>
-FT_HOST_DEVICE AvgWindow<I> avg_pool_window(I oh, I ow, I H, I W, I KH, I KW, I SH, I SW, I PH, I PW,
-                                            bool count_include_pad) {
-  I h0 = oh * SH - PH, w0 = ow * SW - PW;
-  I h1 = h0 + KH < H + PH ? h0 + KH : H + PH;
-  I w1 = w0 + KW < W + PW ? w0 + KW : W + PW;
+template <class I, class G>
+FT_HOST_DEVICE AvgWindow<I> avg_pool_window(I oh, I ow, const G& g, bool count_include_pad) {
+  const I H = g.H, W = g.W, PH = g.PH, PW = g.PW;
+  I h0 = oh * g.SH - PH, w0 = ow * g.SW - PW;
+  I h1 = h0 + g.KH < H + PH ? h0 + g.KH : H + PH;
+  I w1 = w0 + g.KW < W + PW ? w0 + g.KW : W + PW;
   const int64_t padded = int64_t(h1 - h0) * (w1 - w0);
   h0 = h0 > 0 ? h0 : 0;
   w0 = w0 > 0 ? w0 : 0;
