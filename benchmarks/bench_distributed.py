@@ -65,7 +65,8 @@ def worker(name, mode, steps, bucket_cap_mb):
     import fusetrain
     import fusetrain.distributed as dist
     from fusetrain import _core, nn, optim
-    from zoo_models import ZOO
+    from zoo_models import ZOO, make_optimizer
+    from fusetrain.models._common import ready
 
     dist.init()
     rank, size = dist.get_rank(), dist.get_world_size()
@@ -77,17 +78,12 @@ def worker(name, mode, steps, bucket_cap_mb):
     x = rng.standard_normal((batch,) + tuple(shape[1:])).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int64)
     fusetrain.manual_seed(0)
-    model = builder(nn)
-    model.flatten_parameters()
-    next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))).input_grad = False
+    model = ready(builder(nn))  # as the ready models: one arena, no gradient for the data
     reduced = mode in ("ranks", "ranks-no-overlap")
     net = model
     if reduced:
         net = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, overlap=mode == "ranks")
-    if opt_kind == "sgd":
-        opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    else:
-        opt = optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2, max_grad_norm=1.0)
+    opt = make_optimizer(optim, opt_kind, net.parameters())
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
@@ -180,18 +176,6 @@ def run(name, mode, steps, bucket_cap_mb):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="mlp_recipe,resnet20")
@@ -208,11 +192,11 @@ def main():
     if _mpiexec() is None:
         sys.exit("bench_distributed: needs mpi4py and an mpiexec: pip install '.[mpi]'")
     sys.path.insert(0, str(HERE))
-    from common import RESULTS
+    from common import RESULTS, cpu_name
 
     out = Path(args.out) if args.out else RESULTS
     rounds = 1 if args.quick else args.rounds
-    cpu = f"{cpu_model()}, {os.cpu_count()} cpus"
+    cpu = f"{cpu_name()}, {os.cpu_count()} cpus"
     print(f"bench_distributed: {cpu}; {rounds} round(s); bucket cap {args.bucket_cap_mb} MiB", flush=True)
     rows = []
     for name in args.models.split(","):

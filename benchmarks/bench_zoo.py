@@ -74,7 +74,8 @@ import fusetrain
 from fusetrain import nn, optim
 from fusetrain.backend import use_backend
 from common import RESULTS, machine, try_torch
-from zoo_models import ZOO, count_macs, torch_nn
+from fusetrain.models._common import ready
+from zoo_models import ZOO, count_macs, make_optimizer, torch_nn
 
 RTOL, ATOL = 1e-3, 1e-4  # logits and losses against torch's
 MOVED_RTOL = 1e-2  # logits after two training steps: error / how far the steps moved torch's logits
@@ -143,19 +144,14 @@ class Contender:
             self.train_model, self.eval_model = builder(nn), builder(nn)
             for m in (self.train_model, self.eval_model):
                 m.load_state_dict(state)
-                m.flatten_parameters()
-            first = next(m for m in self.train_model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
-            first.input_grad = False
+                ready(m)  # as the ready models: one arena, no gradient for the data
             self.train_model.train()
             self.eval_model.eval()
             self._fusetrain_fns(opt_kind, x, y, "numpy" if impl == "twin" else "fused")
 
     def _fusetrain_fns(self, opt_kind, x, y, backend):
         model, eval_model = self.train_model, self.eval_model
-        if opt_kind == "sgd":
-            opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        else:
-            opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2, max_grad_norm=1.0)
+        opt = make_optimizer(optim, opt_kind, model.parameters())
         loss_fn = nn.CrossEntropyLoss()
 
         def step():

@@ -24,19 +24,22 @@ CSV_FIELDS = ["date", "machine", "bench", "impl", "shape", "median_ms", "p20_ms"
               "pct_of_probe", "speedup_vs_numpy", "speedup_vs_torch"]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), or what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
     from fusetrain import _core
 
-    return f"{cpu}, {os.cpu_count()} cpus, {_core.num_threads()} fusetrain threads"
+    return f"{cpu_name()}, {os.cpu_count()} cpus, {_core.num_threads()} fusetrain threads"
 
 
 def parse_args(doc: str, repeats: int) -> argparse.Namespace:

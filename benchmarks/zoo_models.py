@@ -85,8 +85,7 @@ def mlp_recipe(nn):
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-# name -> (builder, input shape with the batch first, optimizer). "sgd": SGD lr 0.01 momentum 0.9;
-# "adamw_clip": AdamW lr 1e-3 (weight decay 1e-2) with gradient clipping by global norm 1.0.
+# name -> (builder, input shape with the batch first, optimizer recipe: see make_optimizer).
 ZOO = {
     "lenet": (lenet5, (64, 1, 28, 28), "sgd"),
     "resnet20": (resnet20, (128, 3, 32, 32), "sgd"),
@@ -96,6 +95,14 @@ ZOO = {
     "mlp_digits": (mlp_digits, (32, 64), "sgd"),
     "mlp_recipe": (mlp_recipe, (128, 784), "adamw_clip"),
 }
+
+
+def make_optimizer(optim, kind, params):
+    """fusetrain's optimizer for a recipe: "sgd" is SGD lr 0.01 momentum 0.9; "adamw_clip" AdamW lr
+    1e-3, weight decay 1e-2, with gradient clipping by global norm 1.0 folded into the step."""
+    if kind == "sgd":
+        return optim.SGD(params, lr=0.01, momentum=0.9)
+    return optim.AdamW(params, lr=1e-3, weight_decay=1e-2, max_grad_norm=1.0)
 
 
 # ---------------------------------------------------------------- torch spelling

@@ -15,7 +15,6 @@ def skip_input_grad(model):
     return model
 
 
-
 def head(layers, dropout, features, num_classes):
     """layers followed by the classifier: dropout (when asked) and Linear(features, num_classes)."""
     return layers + ([nn.Dropout(dropout)] if dropout else []) + [nn.Linear(features, num_classes)]
@@ -26,3 +25,4 @@ def ready(model):
     its parameters in one arena, so every optimizer step is one kernel call."""
     skip_input_grad(model)
     model.flatten_parameters()
+    return model
