@@ -271,3 +271,23 @@ def test_a_model_with_a_shared_layer_loads_its_own_state_dict_as_torch_does():
     x = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     assert_close(model(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_an_activation_subclass_with_its_own_forward_runs_it_in_training_and_eval():
+    """Sequential fuses an activation into the preceding Linear only when skipping its forward loses
+    nothing: the rule the eval plans use (a subclass that overrides forward is not fused)."""
+    calls = []
+
+    class CountingReLU(nn.ReLU):
+        def forward(self, x):
+            calls.append(x.shape)
+            return super().forward(x)
+
+    model = nn.Sequential(nn.Linear(3, 4), CountingReLU(), nn.Linear(4, 2))
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    y = model(x)
+    assert calls == [(5, 4)]
+    model.backward(np.ones_like(y))
+    model.eval()
+    model(x)
+    assert calls == [(5, 4), (5, 4)]

@@ -6,26 +6,12 @@ from collections import OrderedDict
 
 from .. import backend
 from . import inference
-from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
 from .module import Module
 from .passes import forward_pass
 from .normalization import _BatchNorm
 from ..ops import prepared
-
-_EPILOGUE_ACTS = (ReLU, LeakyReLU, Sigmoid, Tanh)
-
-
-def _plain(m) -> bool:
-    """A layer whose forward/backward were not replaced on the instance (e.g. by weight_norm)."""
-    return "forward" not in m.__dict__ and "backward" not in m.__dict__
-
-
-def _fusable(act) -> bool:
-    """The epilogue's backward reads the slope off the output's sign, which a negative
-    LeakyReLU slope flips; such a LeakyReLU runs as its own layer (which keeps its input)."""
-    return not (isinstance(act, LeakyReLU) and act.negative_slope < 0)
 
 
 class _Step:
@@ -35,6 +21,7 @@ class _Step:
     __slots__ = ("head", "act", "dropout", "span")
 
     def __init__(self, head, act=None, dropout=None, span=1):
+        # act: (name, negative slope) of the activation the head applies (inference.act_of)
         self.head, self.act, self.dropout, self.span = head, act, dropout, span
 
     def forward(self, x):
@@ -45,8 +32,7 @@ class _Step:
         if isinstance(head, Linear):
             if act is None:
                 return head._forward(x, p=p)
-            slope = act.negative_slope if isinstance(act, LeakyReLU) else 0.01
-            return head._forward(x, act=act.act, negative_slope=slope, p=p)
+            return head._forward(x, act=act[0], negative_slope=act[1], p=p)
         return head._forward(x, relu=True, p=p)
 
     def backward(self, g):
@@ -109,17 +95,19 @@ class Sequential(inference.Compiled, _Children):
         while i < len(mods):
             m = mods[i]
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if self.fuse and _plain(m) and isinstance(m, Linear):
-                act = nxt if isinstance(nxt, _EPILOGUE_ACTS) and _plain(nxt) and _fusable(nxt) else None
+            # a head or activation whose forward/backward an instance or subclass replaced runs as itself
+            head = self.fuse and inference._compilable(m)
+            act = inference.act_of(nxt) if head and nxt is not None else None
+            if head and isinstance(m, Linear):
                 j = i + 1 + (act is not None)
                 drop = mods[j] if j < len(mods) and type(mods[j]) is Dropout else None
                 if act is not None or drop is not None:
                     steps.append(_Step(m, act, drop, 1 + (act is not None) + (drop is not None)))
                     i += steps[-1].span
                     continue
-            if self.fuse and _plain(m) and isinstance(m, _BatchNorm) and type(nxt) is ReLU:
+            if head and isinstance(m, _BatchNorm) and act is not None and act[0] == "relu":
                 drop = mods[i + 2] if i + 2 < len(mods) and type(mods[i + 2]) is Dropout else None
-                steps.append(_Step(m, nxt, drop, 2 + (drop is not None)))
+                steps.append(_Step(m, act, drop, 2 + (drop is not None)))
                 i += steps[-1].span
                 continue
             steps.append(_Step(m))

@@ -51,7 +51,9 @@ class Compiled:
 
     @compiles
     def forward(self, x):
-        if not self.training and eligible(x):
+        # a module whose forward a subclass or instance replaced is run, in a plan, through that
+        # forward, which may call this one: it must not enter a plan again
+        if not self.training and eligible(x) and _compilable(self):
             return run(self, x)
         return self._forward(x)
 
@@ -80,8 +82,10 @@ class replaying:
 
 def _compilable(m) -> bool:
     # The class's own forward is a compiled one (not overridden below it) and no instance-level
-    # forward replaces it (as weight_norm does).
-    return getattr(type(m).forward, "_compiles", False) and "forward" not in m.__dict__
+    # forward or backward replaces the class's (as weight_norm does): then a fused kernel may run
+    # in its place, in eval plans and in Sequential's fused training chains alike.
+    d = m.__dict__
+    return getattr(type(m).forward, "_compiles", False) and "forward" not in d and "backward" not in d
 
 
 class Builder:

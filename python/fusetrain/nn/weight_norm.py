@@ -74,13 +74,10 @@ def weight_norm(module, name: str = "weight", dim=0):
     object.__setattr__(module, name, Parameter(v, dtype=v.dtype))  # computed, not trained: unregistered
     hook = _WeightNormHook(module, name, dim)
     cls = type(module)
-    # the class's own forward: a compiled layer's forward would run its eval plan, which runs a
-    # module whose forward is replaced (this one) through that forward again
-    own_forward = getattr(cls, "_forward", cls.forward)
 
     def forward(*args, **kwargs):
         hook.compute()
-        return own_forward(module, *args, **kwargs)
+        return cls.forward(module, *args, **kwargs)
 
     def backward(grad_output):
         gx = cls.backward(module, grad_output)
