@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..ops import _check
+from ..nn import inference
 from ..nn.arena import segment
 from ..nn.utils import recompute_batchnorm
 from .base import Callback
@@ -47,7 +48,11 @@ class _WeightAverage(Callback):
         self.raw_state = None
 
     def _update(self, decay):
-        data = _param_arena(self.model)
+        view = self.__dict__.get("_view")  # (model, structure version, the arena view)
+        if view is None or view[0] is not self.model or view[1] != inference.version():  # a re-packing bumps it
+            data = _param_arena(self.model)
+            self._view = view = (self.model, inference.version(), data)
+        data = view[2]
         if self.average is None or self.n_averaged == 0:
             self.average = np.array(data, copy=True) if not hasattr(data, "get") else data.copy()
         else:
