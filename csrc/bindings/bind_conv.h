@@ -12,11 +12,6 @@ namespace fusetrain_py {
 
 using fusetrain::make_window2d;
 
-inline void check_groups(int64_t N, int64_t C, int64_t OC, int64_t groups) {
-  fusetrain::check(N >= 0 && C >= 1 && OC >= 1 && groups >= 1, "N must be >= 0, C, OC and groups >= 1");
-  fusetrain::check(C % groups == 0 && OC % groups == 0, "C and OC must be divisible by groups");
-}
-
 // The element count of what the direct forward saves for its backward (packs of the padded input).
 inline int64_t saved_size(int64_t N, int64_t C, const fusetrain::Window2d& g) {
   int64_t packs = 0, size = 0;
@@ -33,7 +28,6 @@ inline void bind_conv_direct(py::module_& m) {
       "conv2d_direct_saved_shape",
       [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
          int64_t PW, int64_t DH, int64_t DW) {
-        fusetrain::check(N >= 0 && C >= 1, "N must be >= 0 and C >= 1");
         int64_t packs = 0, size = 0;
         fusetrain::conv2d_direct_saved_shape(N, C, make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW), packs, size);
         return py::make_tuple(packs, size);
@@ -46,7 +40,7 @@ inline void bind_conv_direct(py::module_& m) {
       [](py::object x, py::object weight, py::object bias, py::object out_, py::object saved, int64_t N, int64_t C,
          int64_t OC, int64_t groups, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
          int64_t PW, int64_t DH, int64_t DW) {
-        check_groups(N, C, OC, groups);
+        fusetrain::check_conv_sizes(N, C, OC, groups);  // before C / groups sizes the weight
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Host d;
         d.run(FT_KERNEL(conv2d_direct_forward),
@@ -63,7 +57,7 @@ inline void bind_conv_direct(py::module_& m) {
       [](py::object grad_out, py::object saved, py::object weight, py::object grad_input, py::object grad_weight,
          py::object grad_bias, int64_t N, int64_t C, int64_t OC, int64_t groups, int64_t H, int64_t W, int64_t KH,
          int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW) {
-        check_groups(N, C, OC, groups);
+        fusetrain::check_conv_sizes(N, C, OC, groups);  // before C / groups sizes the weight
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Host d;
         d.run(FT_KERNEL(conv2d_direct_backward),
@@ -92,7 +86,7 @@ inline void bind_conv_direct(py::module_& m) {
          int64_t groups, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
          int64_t DH, int64_t DW, py::object bias, py::object bn_mean, py::object bn_var, py::object bn_weight,
          py::object bn_bias, double eps, int act, float slope) {
-        check_groups(N, C, OC, groups);
+        fusetrain::check_conv_sizes(N, C, OC, groups);  // before C / groups sizes the weight
         const auto g = make_window2d(H, W, KH, KW, SH, SW, PH, PW, DH, DW);
         Host d;
         const int64_t pack = fusetrain::conv2d_pack_size(N, C, g);

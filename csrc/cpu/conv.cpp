@@ -310,8 +310,7 @@ struct ConvArgs {
 };
 
 ConvArgs conv_args(int64_t N, int64_t C, int64_t OC, int64_t groups) {
-  check(N >= 0 && C >= 1 && OC >= 1 && groups >= 1, "convolution sizes must be positive");
-  check(C % groups == 0 && OC % groups == 0, "channels must be divisible by groups");
+  check_conv_sizes(N, C, OC, groups);
   return {N, C, OC, groups, C / groups, OC / groups};
 }
 

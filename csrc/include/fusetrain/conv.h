@@ -39,6 +39,11 @@ void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, 
 void nc_to_cn(const float* src, float* dst, float* dbias, int64_t N, int64_t C, int64_t S, cudaStream_t stream);
 
 // The helpers' size preconditions, checked alike on both devices (`what` names the helper).
+// Sizes of a grouped convolution: N >= 0; C, OC and groups >= 1, the channels divisible by groups.
+inline void check_conv_sizes(int64_t N, int64_t C, int64_t OC, int64_t groups) {
+  check(N >= 0 && C >= 1 && OC >= 1 && groups >= 1, "N must be >= 0, C, OC and groups >= 1");
+  check(C % groups == 0 && OC % groups == 0, "C and OC must be divisible by groups");
+}
 inline void check_im2col_sizes(int64_t N, int64_t C, const char* what) {
   check(N >= 0 && C >= 0, std::string(what) + " sizes must be >= 0");
 }
